@@ -1,0 +1,3 @@
+from vecpipe.cli import main
+
+main()

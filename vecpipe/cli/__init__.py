@@ -1,0 +1,140 @@
+"""The ``vecpipe`` command: one typer app, one module per subcommand.
+
+Subcommand modules are thin: parse options, open streams, call one library function. Errors are
+mapped to exit codes in one place, :func:`main`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+import typer.core
+
+from vecpipe import __version__
+from vecpipe.errors import VecpipeError
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("VECPIPE_DEBUG", "") not in ("", "0") or "--debug" in sys.argv
+
+class _Group(typer.core.TyperGroup):
+    """The error boundary: library errors become one line on stderr and an exit status.
+
+    It sits in the command group so that ``typer.testing.CliRunner`` and the installed command
+    behave the same. ``--debug`` or ``VECPIPE_DEBUG=1`` lets the traceback through.
+    """
+
+    def invoke(self, ctx):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except VecpipeError as exc:
+            if debug_enabled():
+                raise
+            print(f"vecpipe: error: {exc}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            raise typer.Exit(0) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if debug_enabled() or _is_usage_error(exc):
+                raise
+            print(
+                f"vecpipe: error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                file=sys.stderr,
+            )
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="vecpipe",
+    help="Unix-style utilities for embedding-based retrieval: embed, compress, index, search, rerank, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"vecpipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Unix-style utilities for embedding-based retrieval.
+
+    Stages read a table from a file or stdin (-) and write one to a file or stdout, so they chain
+    through pipes, Makefiles and cron jobs.
+    """
+
+
+# Subcommand modules register themselves on ``app`` when imported.
+from vecpipe.cli import commands as _commands  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, map errors to exit codes, end quietly on a closed pipe."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_enabled()
+    if "--debug" in args:
+        args.remove("--debug")
+    try:
+        rv = app(args=args, prog_name="vecpipe", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except VecpipeError as exc:
+        if debug:
+            raise
+        print(f"vecpipe: error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        code = 0
+    except KeyboardInterrupt:
+        print("vecpipe: interrupted", file=sys.stderr)
+        code = 130
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        code = 130
+    except Exception as exc:  # the error boundary: one line, traceback only with --debug
+        if debug:
+            raise
+        name = type(exc).__name__
+        if _is_usage_error(exc):
+            _show_usage_error(exc)
+            code = 2
+        else:
+            print(f"vecpipe: error: {name}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+            code = 1
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    sys.exit(code)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    # typer carries a private copy of click; its UsageError family has an exit_code of 2 and show().
+    return getattr(exc, "exit_code", None) == 2 and hasattr(exc, "show")
+
+
+def _show_usage_error(exc: Exception) -> None:
+    exc.show()  # type: ignore[attr-defined]
+
+
+def _quiet_broken_pipe() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+

@@ -1,0 +1,3 @@
+"""Import every subcommand module so that each registers itself on ``vecpipe.cli.app``."""
+
+from vecpipe.cli import embed, build_index, search, eval as eval_, inspect  # noqa: F401
