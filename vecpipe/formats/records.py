@@ -1,0 +1,238 @@
+"""Text records (``id``, ``text``) from BEIR/generic JSONL, TSV, Parquet and Arrow, streamed in batches.
+
+BEIR corpora join title and text with a space, as BEIR and MTEB do. Records are read lazily: only the
+ids seen so far are kept (to refuse duplicates), never the texts of the whole input.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from vecpipe.errors import InputError
+from vecpipe.formats import sniff
+
+RECORD_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
+
+ID_FIELDS = ("_id", "id", "docid", "doc_id", "qid", "query_id", "pid")
+TEXT_FIELDS = ("text", "contents", "content", "passage", "query", "body")
+TITLE_FIELDS = ("title",)
+_TSV_HEADER_IDS = {f.lower() for f in ID_FIELDS} | {"query-id", "corpus-id"}
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Which fields hold the id, text and title; ``None`` means: find them among the usual names."""
+
+    id: str | None = None
+    text: str | None = None
+    title: str | None = None
+
+
+def join_title(title: object, text: str) -> str:
+    if isinstance(title, str) and title:
+        return f"{title} {text}".strip()
+    return text
+
+
+class _Dedup:
+    def __init__(self, name: str):
+        self.name = name
+        self.seen: set[str] = set()
+
+    def check(self, rid: str, where: str) -> None:
+        if rid in self.seen:
+            raise InputError(f"{self.name}: {where}: duplicate id {rid!r}; ids must be unique, remove or rename the repeated record")
+        self.seen.add(rid)
+
+
+def read_records(path: "str | Path | sniff.Input", fields: Fields = Fields(), batch_size: int = 1024,
+                 opened: tuple | None = None) -> Iterator[pa.RecordBatch]:
+    """Yield record batches (``id``, ``text``) in input order; refuse malformed, empty or duplicate input.
+
+    ``opened`` is the (schema, batches) of an Arrow input whose schema the caller already read.
+    """
+    inp = path if isinstance(path, sniff.Input) else sniff.Input(path)
+    try:
+        if inp.format == sniff.JSONL:
+            batches = _read_jsonl(inp, fields, batch_size)
+        elif inp.format in (sniff.PARQUET, sniff.ARROW_FILE, sniff.ARROW_STREAM):
+            batches = _read_arrow(inp, fields, batch_size, opened)
+        elif inp.format == sniff.VPI:
+            raise InputError(f"{inp.name}: is a .vpi index, expected text records (JSONL, TSV, Parquet or Arrow)")
+        else:
+            batches = _read_tsv(inp, batch_size)
+        total = 0
+        for batch in batches:
+            total += batch.num_rows
+            yield batch
+        if total == 0:
+            raise InputError(f"{inp.name}: no records found; the input is empty")
+    finally:
+        inp.close()
+
+
+def _lines(inp: sniff.Input) -> Iterator[tuple[int, str]]:
+    stream = io.TextIOWrapper(inp.stream, encoding="utf-8", errors="strict", newline=None)
+    lineno = 0
+    try:
+        for lineno, line in enumerate(stream, 1):
+            if lineno == 1:
+                line = line.lstrip("\ufeff")
+            yield lineno, line
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{inp.name}:{lineno + 1}: not valid UTF-8 ({exc.reason}); convert the file to UTF-8") from None
+    finally:
+        stream.detach()
+
+
+def _pick(record: dict, wanted: str | None, candidates: tuple[str, ...]) -> str | None:
+    if wanted is not None:
+        return wanted if wanted in record else None
+    for name in candidates:
+        if name in record:
+            return name
+    return None
+
+
+def _batch(ids: list[str], texts: list[str]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array(ids, pa.string()), pa.array(texts, pa.string())], schema=RECORD_SCHEMA)
+
+
+def _read_jsonl(inp: sniff.Input, fields: Fields, batch_size: int) -> Iterator[pa.RecordBatch]:
+    dedup = _Dedup(inp.name)
+    ids: list[str] = []
+    texts: list[str] = []
+    for lineno, line in _lines(inp):
+        if not line.strip():
+            continue
+        where = f"{inp.name}:{lineno}"
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            raise InputError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from None
+        if not isinstance(rec, dict):
+            raise InputError(f"{where}: expected a JSON object per line, got {type(rec).__name__}")
+        id_key = _pick(rec, fields.id, ID_FIELDS)
+        if id_key is None:
+            hint = f"--id-field {fields.id}" if fields.id else "--id-field NAME"
+            raise InputError(f"{where}: no id field ({fields.id or ' / '.join(ID_FIELDS[:3])}); name it with {hint}")
+        text_key = _pick(rec, fields.text, TEXT_FIELDS)
+        if text_key is None or rec[text_key] is None:
+            raise InputError(f"{where}: no text field ({fields.text or 'text'}); name it with --text-field NAME")
+        rid, text = rec[id_key], rec[text_key]
+        if isinstance(rid, (int, float)) and not isinstance(rid, bool):
+            rid = str(rid)
+        if not isinstance(rid, str) or not rid:
+            raise InputError(f"{where}: id field {id_key!r} must be a non-empty string or number")
+        if not isinstance(text, str):
+            raise InputError(f"{where}: text field {text_key!r} must be a string, got {type(text).__name__}")
+        title_key = _pick(rec, fields.title, TITLE_FIELDS)
+        if title_key is not None:
+            text = join_title(rec[title_key], text)
+        dedup.check(rid, f"line {lineno}")
+        ids.append(rid)
+        texts.append(text)
+        if len(ids) >= batch_size:
+            yield _batch(ids, texts)
+            ids, texts = [], []
+    if ids:
+        yield _batch(ids, texts)
+
+
+def _read_tsv(inp: sniff.Input, batch_size: int) -> Iterator[pa.RecordBatch]:
+    dedup = _Dedup(inp.name)
+    ids: list[str] = []
+    texts: list[str] = []
+    for lineno, line in _lines(inp):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        rid, sep, text = line.partition("\t")
+        if not sep:
+            raise InputError(
+                f"{inp.name}:{lineno}: expected 'id<TAB>text' (TSV) or a JSON object; no tab found on this line"
+            )
+        if lineno == 1 and rid.strip().lower() in _TSV_HEADER_IDS:
+            continue  # a header line
+        rid = rid.strip()
+        if not rid:
+            raise InputError(f"{inp.name}:{lineno}: empty id before the tab")
+        dedup.check(rid, f"line {lineno}")
+        ids.append(rid)
+        texts.append(text)
+        if len(ids) >= batch_size:
+            yield _batch(ids, texts)
+            ids, texts = [], []
+    if ids:
+        yield _batch(ids, texts)
+
+
+def _find_column(names: list[str], wanted: str | None, candidates: tuple[str, ...]) -> str | None:
+    if wanted is not None:
+        return wanted if wanted in names else None
+    for name in candidates:
+        if name in names:
+            return name
+    return None
+
+
+def open_arrow_batches(inp: sniff.Input, batch_size: int = 65536, columns: list[str] | None = None):
+    """(schema, batch iterator) of an Arrow stream, Arrow file or Parquet input."""
+    try:
+        if inp.format == sniff.PARQUET:
+            pf = pq.ParquetFile(inp.seekable())
+            schema = pf.schema_arrow
+            return schema, pf.iter_batches(batch_size=batch_size, columns=columns)
+        if inp.format == sniff.ARROW_FILE:
+            reader = ipc.open_file(inp.seekable())
+            return reader.schema, (reader.get_batch(i) for i in range(reader.num_record_batches))
+        reader = ipc.open_stream(inp.stream)
+        return reader.schema, iter(reader)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{inp.name}: unreadable {inp.format} data ({_first_line(exc)}); the file may be truncated or corrupt") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _read_arrow(inp: sniff.Input, fields: Fields, batch_size: int, opened: tuple | None = None) -> Iterator[pa.RecordBatch]:
+    schema, batches = opened or open_arrow_batches(inp, batch_size)
+    names = schema.names
+    id_col = _find_column(names, fields.id, ID_FIELDS)
+    text_col = _find_column(names, fields.text, TEXT_FIELDS)
+    title_col = _find_column(names, fields.title, TITLE_FIELDS)
+    if id_col is None:
+        raise InputError(f"{inp.name}: no id column among {names}; name it with --id-field NAME")
+    if text_col is None:
+        if "embedding" in names or "embeddings" in names:
+            raise InputError(f"{inp.name}: holds vectors, not texts; give a text records file")
+        raise InputError(f"{inp.name}: no text column among {names}; name it with --text-field NAME")
+    dedup = _Dedup(inp.name)
+    row = 0
+    try:
+        for batch in batches:
+            id_values = batch.column(names.index(id_col)).cast(pa.string()).to_pylist()
+            text_values = batch.column(names.index(text_col)).to_pylist()
+            title_values = batch.column(names.index(title_col)).to_pylist() if title_col else None
+            texts = []
+            for j, (rid, text) in enumerate(zip(id_values, text_values)):
+                if rid is None or rid == "":
+                    raise InputError(f"{inp.name}: row {row + j + 1}: empty id")
+                if not isinstance(text, str):
+                    raise InputError(f"{inp.name}: row {row + j + 1}: text is {'missing' if text is None else type(text).__name__}, expected a string")
+                dedup.check(rid, f"row {row + j + 1}")
+                texts.append(join_title(title_values[j], text) if title_values else text)
+            row += batch.num_rows
+            if id_values:
+                yield _batch(id_values, texts)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{inp.name}: unreadable {inp.format} data after row {row} ({_first_line(exc)}); the file may be truncated") from None

@@ -1,0 +1,167 @@
+"""The ``.vpi`` index container: a self-describing header, the ids and the faiss index bytes.
+
+Layout::
+
+    magic  b"VPI1\\0\\0\\0\\0"                      8 bytes
+    header length (little-endian uint64)         8 bytes
+    header JSON (utf-8)                          metadata + one entry per section
+    sha256 of the header JSON                    32 bytes
+    sections, each at the offset the header gives (64-byte aligned)
+
+Each section records its stored length, raw length, compression (``zstd`` or ``none``) and the
+sha256 of its stored bytes. Reading checks the sizes (a truncated file is refused) and the
+checksums (a corrupt one is refused). ``compress=False`` stores the sections raw, aligned, so the
+index bytes can be mapped from the file without decompression.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vecpipe.errors import InputError
+from vecpipe.formats.sniff import VPI_MAGIC
+from vecpipe.pipeline.atomic import atomic_open
+
+FORMAT_VERSION = 1
+_ALIGN = 64
+_ZSTD_LEVEL = 3
+
+
+@dataclass
+class Container:
+    meta: dict[str, Any]
+    ids: pa.Array
+    index_bytes: np.ndarray  # uint8 view, suitable for faiss.deserialize_index
+    extra: dict[str, bytes]
+
+
+def _ids_to_bytes(ids: pa.Array) -> bytes:
+    ids = ids.cast(pa.large_string()) if not pa.types.is_large_string(ids.type) else ids
+    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64)[ids.offset : ids.offset + len(ids) + 1]
+    data = ids.buffers()[2]
+    start, end = int(offsets[0]), int(offsets[-1])
+    body = bytes(data)[start:end] if data is not None else b""
+    return struct.pack("<Q", len(ids)) + (offsets - start).astype("<i8").tobytes() + body
+
+
+def _ids_from_bytes(raw: bytes | memoryview) -> pa.Array:
+    raw = memoryview(raw)
+    (n,) = struct.unpack_from("<Q", raw, 0)
+    offsets = np.frombuffer(raw, dtype="<i8", count=n + 1, offset=8)
+    data_start = 8 + 8 * (n + 1)
+    data = raw[data_start:]
+    if len(data) != int(offsets[-1]):
+        raise ValueError("ids section is inconsistent")
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets.copy()), pa.py_buffer(bytes(data))).cast(pa.string())
+
+
+def write(path: str | Path, meta: dict[str, Any], ids: pa.Array, index_bytes: bytes | np.ndarray,
+          compress: bool = True, extra: dict[str, bytes] | None = None) -> None:
+    """Write a container atomically."""
+    import zstandard
+
+    sections: list[tuple[str, bytes]] = [("ids", _ids_to_bytes(ids)), ("index", bytes(memoryview(index_bytes)))]
+    for name, payload in sorted((extra or {}).items()):
+        sections.append((f"extra:{name}", payload))
+    compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=False, write_content_size=True)
+    stored: list[tuple[dict, bytes]] = []
+    for name, raw in sections:
+        data = compressor.compress(raw) if compress else raw
+        entry = {"name": name, "raw_length": len(raw), "length": len(data),
+                 "compression": "zstd" if compress else "none", "sha256": hashlib.sha256(data).hexdigest()}
+        stored.append((entry, data))
+    # Offsets depend on the header length, which depends on the offsets: fix the width of the
+    # offsets by computing them twice.
+    header = {"format_version": FORMAT_VERSION, "meta": meta, "sections": [e for e, _ in stored]}
+    for _ in range(3):
+        head_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        pos = _align(16 + len(head_bytes) + 32)
+        for entry, data in stored:
+            entry["offset"] = pos
+            pos = _align(pos + len(data))
+    head_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    with atomic_open(path) as fh:
+        fh.write(VPI_MAGIC + struct.pack("<Q", len(head_bytes)) + head_bytes + hashlib.sha256(head_bytes).digest())
+        for entry, data in stored:
+            fh.write(b"\0" * (entry["offset"] - fh.tell()))
+            fh.write(data)
+        total = stored[-1][0]["offset"] + stored[-1][0]["length"]
+        fh.write(b"\0" * (_align(total) - total))
+
+
+def _align(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    name = str(path)
+    with open(path, "rb") as fh:
+        return _parse_header(fh.read(16), fh, name)
+
+
+def _parse_header(prefix: bytes, fh, name: str) -> dict[str, Any]:
+    if len(prefix) < 16 or not prefix.startswith(VPI_MAGIC):
+        raise InputError(f"{name}: not a vecpipe index (.vpi); build one with vecpipe build-index")
+    (hlen,) = struct.unpack_from("<Q", prefix, 8)
+    if hlen > 1 << 30:
+        raise InputError(f"{name}: corrupt .vpi header (length {hlen}); rebuild the index")
+    head = fh.read(hlen)
+    digest = fh.read(32)
+    if len(head) != hlen or len(digest) != 32:
+        raise InputError(f"{name}: truncated .vpi file (header cut short); rebuild or recopy the index")
+    if hashlib.sha256(head).digest() != digest:
+        raise InputError(f"{name}: corrupt .vpi header (checksum mismatch); rebuild or recopy the index")
+    try:
+        header = json.loads(head)
+    except ValueError:
+        raise InputError(f"{name}: corrupt .vpi header (not JSON); rebuild the index") from None
+    if header.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{name}: .vpi format version {header.get('format_version')} is not supported by this vecpipe")
+    return header
+
+
+def read(path: str | Path, verify: bool = True) -> Container:
+    """Read and verify a container; a truncated or corrupt file raises :class:`InputError`."""
+    import zstandard
+
+    name = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{name}: no such index file; build it with vecpipe build-index")
+    with open(p, "rb") as fh:
+        header = _parse_header(fh.read(16), fh, name)
+        size = p.stat().st_size
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+    if mm is None:
+        raise InputError(f"{name}: empty file")
+    payloads: dict[str, Any] = {}
+    for entry in header["sections"]:
+        end = entry["offset"] + entry["length"]
+        if end > size:
+            raise InputError(f"{name}: truncated .vpi file (section {entry['name']} needs {end} bytes, file has {size}); rebuild or recopy the index")
+        view = memoryview(mm)[entry["offset"]:end]
+        if verify and hashlib.sha256(view).hexdigest() != entry["sha256"]:
+            raise InputError(f"{name}: corrupt .vpi file (checksum mismatch in section {entry['name']}); rebuild or recopy the index")
+        if entry["compression"] == "zstd":
+            try:
+                data = zstandard.ZstdDecompressor().decompress(view, max_output_size=entry["raw_length"])
+            except zstandard.ZstdError as exc:
+                raise InputError(f"{name}: corrupt .vpi section {entry['name']} ({exc})") from None
+            payloads[entry["name"]] = np.frombuffer(data, dtype=np.uint8)
+        else:
+            payloads[entry["name"]] = np.frombuffer(view, dtype=np.uint8)
+    try:
+        ids = _ids_from_bytes(payloads["ids"])
+    except (ValueError, KeyError, struct.error):
+        raise InputError(f"{name}: corrupt ids section; rebuild the index") from None
+    extra = {k.split(":", 1)[1]: bytes(v) for k, v in payloads.items() if k.startswith("extra:")}
+    return Container(meta=header["meta"], ids=ids, index_bytes=payloads["index"], extra=extra)

@@ -1,0 +1,133 @@
+"""Build a faiss index from a vectors artifact and store it in a ``.vpi`` container."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from vecpipe.errors import InputError, UsageError
+from vecpipe.formats import metadata, vpi
+from vecpipe.formats.vectors import Vectors, read_vectors
+from vecpipe.index.metric import check_metric, faiss_metric, prepare
+
+DEFAULT_NPROBE = 32
+DEFAULT_EF_SEARCH = 128
+DEFAULT_TRAIN_SIZE = 100_000
+
+
+def default_metric(meta: dict[str, Any]) -> str:
+    metric = meta.get("metric")
+    return metric if metric in ("ip", "l2", "cos") else "ip"
+
+
+def search_defaults(spec: str, nprobe: int | None, ef_search: int | None) -> dict[str, int]:
+    params = {}
+    if re.search(r"IVF", spec):
+        params["nprobe"] = nprobe or DEFAULT_NPROBE
+    if re.search(r"HNSW", spec):
+        params["efSearch"] = ef_search or DEFAULT_EF_SEARCH
+    return params
+
+
+def apply_params(index, params: dict[str, int]) -> None:
+    import faiss
+
+    space = faiss.ParameterSpace()
+    for key, value in params.items():
+        try:
+            space.set_index_parameter(index, key, int(value))
+        except RuntimeError:
+            pass  # the parameter does not apply to this index type
+
+
+def train_sample(n: int, train_size: int, seed: int) -> np.ndarray | None:
+    if n <= train_size:
+        return None
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=train_size, replace=False))
+
+
+def build_index(
+    vectors: str | Path | Vectors,
+    out: str | Path,
+    spec: str = "Flat",
+    metric: str | None = None,
+    train_size: int = DEFAULT_TRAIN_SIZE,
+    seed: int = 0,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+    threads: int | None = None,
+    compress: bool = True,
+    on_progress: Callable[[str], None] | None = None,
+    inputs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build ``spec`` over the vectors and write the container to ``out``; return its metadata."""
+    import faiss
+
+    vecs = vectors if isinstance(vectors, Vectors) else read_vectors(vectors)
+    metric = check_metric(metric or default_metric(vecs.meta))
+    if metric == "hamming":
+        raise UsageError("--metric hamming needs binary vectors (vecpipe binarize) and a binary spec such as BFlat")
+    if vecs.matrix.dtype.kind != "f":
+        raise InputError(f"{vecs.name}: holds {vecs.matrix.dtype} codes; build-index over float vectors here")
+    n, dim = vecs.matrix.shape
+    try:
+        index = faiss.index_factory(dim, spec, faiss_metric(metric))
+    except RuntimeError as exc:
+        raise UsageError(f"--spec {spec!r}: faiss cannot build it ({_faiss_reason(exc)}); see the faiss index_factory syntax") from None
+    data = prepare(vecs.matrix, metric)
+    old_threads = faiss.omp_get_max_threads()
+    try:
+        if not index.is_trained:
+            sample = train_sample(n, train_size, seed)
+            train = data if sample is None else data[sample]
+            if on_progress:
+                on_progress(f"training {spec} on {len(train)} vectors")
+            try:
+                index.train(train)
+            except RuntimeError as exc:
+                raise InputError(f"{vecs.name}: cannot train {spec} on {len(train)} vectors ({_faiss_reason(exc)}); use a smaller spec or more data") from None
+        # HNSW insertion in parallel depends on thread timing; one thread keeps the bytes identical.
+        if threads:
+            faiss.omp_set_num_threads(threads)
+        elif "HNSW" in spec:
+            faiss.omp_set_num_threads(1)
+        if on_progress:
+            on_progress(f"adding {n} vectors")
+        index.add(data)
+    finally:
+        faiss.omp_set_num_threads(old_threads)
+    params = search_defaults(spec, nprobe, ef_search)
+    meta = index_metadata(vecs, spec, metric, params, train_size, seed, inputs)
+    blob = faiss.serialize_index(index)
+    vpi.write(out, meta, vecs.ids, blob, compress=compress)
+    return meta
+
+
+def index_metadata(vecs: Vectors, spec: str, metric: str, params: dict, train_size: int, seed: int,
+                   inputs: dict[str, Any] | None) -> dict[str, Any]:
+    source = vecs.meta
+    return metadata.new(
+        "index",
+        spec=spec,
+        metric=metric,
+        dim=int(vecs.matrix.shape[1]),
+        count=len(vecs),
+        search_params=params,
+        train_size=train_size,
+        seed=seed,
+        model=source.get("model"),
+        vectors=source.get("compression"),
+        normalized=True if metric == "cos" else source.get("normalized"),
+        inputs=inputs,
+    )
+
+
+def _faiss_reason(exc: BaseException) -> str:
+    text = str(exc)
+    m = re.search(r"Error: '([^']*)' failed", text) or re.search(r"Error:\s*(.*)", text)
+    reason = (m.group(1) if m else text).strip().splitlines()
+    return reason[0] if reason else "faiss error"
