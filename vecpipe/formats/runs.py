@@ -1,0 +1,433 @@
+"""Runs: ranked lists of documents per query (``qid``, ``docid``, ``rank``, ``score``).
+
+Read from Arrow stream / Arrow file / Parquet / JSON lines (columns ``qid``, ``docid``, ``score``;
+``rank`` optional) or TREC text (``qid Q0 docid rank score tag``); written as Arrow, Parquet or TREC
+text, to a file (atomically) or stdout, in batches as they are produced (:class:`RunWriter`).
+
+Ordering (:func:`sort_run`): queries keep the order in which they first appear, then score
+descending, ties broken by docid ascending (byte order), and ``rank`` is recomputed from 1.
+Evaluation does not use the ``rank`` column: like trec_eval it re-sorts by score (see
+:mod:`vecpipe.evaluate`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vecpipe.errors import InputError, UsageError
+from vecpipe.formats import metadata as _meta
+from vecpipe.formats import sniff
+from vecpipe.formats.tables import TableSink, format_for, is_stdout
+
+RUN_SCHEMA = pa.schema(
+    [
+        pa.field("qid", pa.string(), nullable=False),
+        pa.field("docid", pa.string(), nullable=False),
+        pa.field("rank", pa.int32(), nullable=False),
+        pa.field("score", pa.float32(), nullable=False),
+    ]
+)
+
+ARROW = "arrow"
+PARQUET = "parquet"
+TREC = "trec"
+RUN_FORMATS = (ARROW, PARQUET, TREC)
+DEFAULT_TAG = "vecpipe"
+
+_TREC_EXTS = {".trec": TREC, ".run": TREC, ".txt": TREC, ".tsv": TREC}
+
+# Column names accepted for each run field, in order of preference.
+_ALIASES = {
+    "qid": ("qid", "query_id", "query-id", "queryid"),
+    "docid": ("docid", "doc_id", "corpus-id", "corpus_id", "did"),
+    "score": ("score", "sim", "similarity"),
+    "rank": ("rank",),
+}
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+def read_run(path: str | Path) -> pa.Table:
+    """Read a run from a path or ``-`` (stdin) into a table of :data:`RUN_SCHEMA`.
+
+    Arrow/Parquet/JSONL inputs need ``qid``, ``docid`` and ``score`` columns; without a ``rank``
+    column the run is ordered with :func:`sort_run` and ranked. TREC text keeps its own order and
+    ranks. Scores are stored as float32.
+    """
+    with sniff.Input(path) as inp:
+        fmt = inp.format
+        if fmt == sniff.TEXT:
+            return _read_trec(inp.stream.read(), inp.name)
+        table = _read_table(inp, fmt)
+        return conform_run(table, inp.name)
+
+
+def _read_table(inp: sniff.Input, fmt: str) -> pa.Table:
+    import pyarrow.ipc as ipc
+
+    try:
+        if fmt == sniff.PARQUET:
+            import pyarrow.parquet as pq
+
+            return pq.read_table(inp.seekable())
+        if fmt == sniff.ARROW_FILE:
+            return ipc.open_file(inp.seekable()).read_all()
+        if fmt == sniff.ARROW_STREAM:
+            return ipc.open_stream(inp.stream).read_all()
+        if fmt == sniff.JSONL:
+            import pyarrow.json as pj
+
+            return pj.read_json(io.BytesIO(inp.stream.read()))
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{inp.name}: cannot read {fmt} data ({first}); is the file complete?") from None
+    raise InputError(f"{inp.name}: a {fmt} file is not a run; give a run (Arrow, Parquet or TREC text)")
+
+
+def _find_column(table: pa.Table, field: str) -> str | None:
+    names = set(table.column_names)
+    for alias in _ALIASES[field]:
+        if alias in names:
+            return alias
+    return None
+
+
+def run_columns(table: pa.Table, name: str = "run") -> tuple[pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray]:
+    """The ``qid`` and ``docid`` (string) and ``score`` (float32, or float64 kept) columns, validated."""
+    cols = {}
+    for field in ("qid", "docid", "score"):
+        col = _find_column(table, field)
+        if col is None:
+            have = ", ".join(table.column_names) or "none"
+            raise InputError(
+                f"{name}: missing column '{field}' (have: {have}); a run needs columns qid, docid, score"
+            )
+        cols[field] = table.column(col)
+    try:
+        qid = _to_string(cols["qid"])
+        docid = _to_string(cols["docid"])
+        score = cols["score"]
+        if not (pa.types.is_float32(score.type) or pa.types.is_float64(score.type)):
+            score = score.cast(pa.float32())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"{name}: run columns have unusable types ({exc}); qid/docid must be strings, score a number") from None
+    for field, col in (("qid", qid), ("docid", docid), ("score", score)):
+        if col.null_count:
+            raise InputError(f"{name}: column '{field}' has {col.null_count} empty (null) values; fill or drop those rows")
+    return qid, docid, score
+
+
+def conform_run(table: pa.Table, name: str = "run") -> pa.Table:
+    """Rename/cast a table's run columns to :data:`RUN_SCHEMA` (ranking it if it has no rank)."""
+    qid, docid, score = run_columns(table, name)
+    rank_col = _find_column(table, "rank")
+    if rank_col is None:
+        out = pa.table({"qid": qid, "docid": docid, "score": score.cast(pa.float32())})
+        return sort_run(out)
+    try:
+        rank = table.column(rank_col).cast(pa.int32())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"{name}: column 'rank' is not an integer ({exc})") from None
+    if rank.null_count:
+        raise InputError(f"{name}: column 'rank' has {rank.null_count} empty (null) values; fill them or drop the column")
+    return pa.Table.from_arrays([qid, docid, rank, score.cast(pa.float32())], schema=_schema_with(table.schema))
+
+
+def _schema_with(source: pa.Schema | None) -> pa.Schema:
+    meta = _meta.read(source) if source is not None else {}
+    return _meta.attach(RUN_SCHEMA, meta) if meta else RUN_SCHEMA
+
+
+def _to_string(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if col.type == pa.string():
+        return col
+    return col.cast(pa.string())
+
+
+def _read_trec(data: bytes, name: str) -> pa.Table:
+    """Parse TREC run text; fast path through Arrow's CSV reader, exact line errors otherwise."""
+    if not data.strip():
+        raise InputError(f"{name}: input is empty; give a run with at least one line 'qid Q0 docid rank score tag'")
+    table = _read_trec_fast(data)
+    if table is None:
+        table = _read_trec_slow(data, name)
+    return pa.Table.from_arrays(
+        [table.column("qid"), table.column("docid"), table.column("rank"), table.column("score")],
+        schema=RUN_SCHEMA,
+    )
+
+
+def _read_trec_fast(data: bytes) -> pa.Table | None:
+    import pyarrow.csv as pcsv
+
+    # only files with exactly one separator between fields; anything else takes the exact path
+    sep = b"\t" if b"\t" in data and b" " not in data else b" "
+    other = b" " if sep == b"\t" else b"\t"
+    if (other in data or sep + sep in data or b"\r" in data or data.startswith(sep) or b"\n\n" in data
+            or b"\n" + sep in data or sep + b"\n" in data):
+        return None
+    try:
+        t = pcsv.read_csv(
+            io.BytesIO(data),
+            read_options=pcsv.ReadOptions(column_names=["qid", "q0", "docid", "rank", "score", "tag"], use_threads=True),
+            parse_options=pcsv.ParseOptions(delimiter=sep.decode(), quote_char=False, escape_char=False, ignore_empty_lines=True),
+            convert_options=pcsv.ConvertOptions(
+                column_types={"qid": pa.string(), "q0": pa.string(), "docid": pa.string(), "rank": pa.int64(),
+                              "score": pa.float64(), "tag": pa.string()},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                null_values=[],
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if any(t.column(c).null_count for c in t.column_names):
+        return None
+    rank = t.column("rank")
+    if t.num_rows and (pc.min(rank).as_py() < -(2**31) or pc.max(rank).as_py() >= 2**31):
+        return None
+    return pa.table(
+        {
+            "qid": t.column("qid"),
+            "docid": t.column("docid"),
+            "rank": rank.cast(pa.int32()),
+            "score": t.column("score").cast(pa.float32()),
+        }
+    )
+
+
+def _read_trec_slow(data: bytes, name: str) -> pa.Table:
+    qids: list[str] = []
+    docids: list[str] = []
+    ranks: list[int] = []
+    scores: list[float] = []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{name}: line {line}: not UTF-8 text; give a TREC run 'qid Q0 docid rank score tag' or an Arrow/Parquet run") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise InputError(
+                f"{name}: line {lineno}: expected 6 fields 'qid Q0 docid rank score tag', found {len(parts)}; fix or remove the line"
+            )
+        try:
+            rank = int(parts[3])
+        except ValueError:
+            raise InputError(f"{name}: line {lineno}: rank {parts[3]!r} is not an integer; expected 'qid Q0 docid rank score tag'") from None
+        try:
+            score = float(parts[4])
+        except ValueError:
+            raise InputError(f"{name}: line {lineno}: score {parts[4]!r} is not a number; expected 'qid Q0 docid rank score tag'") from None
+        if not -(2**31) <= rank < 2**31:
+            raise InputError(f"{name}: line {lineno}: rank {rank} is out of range")
+        qids.append(parts[0])
+        docids.append(parts[2])
+        ranks.append(rank)
+        scores.append(score)
+    if not qids:
+        raise InputError(f"{name}: input is empty; give a run with at least one line 'qid Q0 docid rank score tag'")
+    return pa.table(
+        {
+            "qid": pa.array(qids, pa.string()),
+            "docid": pa.array(docids, pa.string()),
+            "rank": pa.array(ranks, pa.int32()),
+            "score": pa.array(np.asarray(scores, dtype=np.float32)),
+        }
+    )
+
+
+# ----------------------------------------------------------------------------------------- ordering
+
+
+def sort_run(table: pa.Table) -> pa.Table:
+    """Order a run: queries in order of first appearance, score descending, docid ascending; rank 1..n.
+
+    The result has :data:`RUN_SCHEMA` (a missing ``rank`` column is added).
+    """
+    qid = _to_string(table.column("qid"))
+    docid = _to_string(table.column("docid"))
+    score = table.column("score").cast(pa.float32())
+    n = table.num_rows
+    if n == 0:
+        return pa.Table.from_arrays([qid, docid, pa.array([], pa.int32()), score], schema=_schema_with(table.schema))
+    qcodes = pc.dictionary_encode(qid.combine_chunks()).indices  # codes in first-appearance order
+    keyed = pa.table({"_q": qcodes, "score": score, "docid": docid})
+    order = pc.sort_indices(
+        keyed, sort_keys=[("_q", "ascending"), ("score", "descending"), ("docid", "ascending")]
+    )
+    q_sorted = np.asarray(qcodes.take(order))
+    rank = _ranks_from_sorted_groups(q_sorted)
+    return pa.Table.from_arrays(
+        [qid.take(order), docid.take(order), pa.array(rank), score.take(order)],
+        schema=_schema_with(table.schema),
+    )
+
+
+def _ranks_from_sorted_groups(codes: np.ndarray) -> np.ndarray:
+    """1-based position of each row within its run of equal, adjacent codes."""
+    n = len(codes)
+    idx = np.arange(n, dtype=np.int64)
+    starts = np.empty(n, dtype=bool)
+    if n:
+        starts[0] = True
+        np.not_equal(codes[1:], codes[:-1], out=starts[1:])
+    start_pos = np.maximum.accumulate(np.where(starts, idx, 0))
+    return (idx - start_pos + 1).astype(np.int32)
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+
+def run_format_for(out: str | Path | None, fmt: str | None = None) -> str:
+    """The run output format: ``fmt``, else by extension (``.trec``/``.run``/``.txt`` TREC), else Arrow."""
+    if fmt:
+        fmt = fmt.lower()
+        if fmt not in RUN_FORMATS:
+            raise UsageError(f"unknown run format {fmt!r}; use one of {', '.join(RUN_FORMATS)}")
+        return fmt
+    return format_for(out, None, extra=_TREC_EXTS)
+
+
+def _conform_batch(batch: pa.RecordBatch | pa.Table) -> pa.Table:
+    table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    if _find_column(table, "rank") is None:
+        table = sort_run(table)
+    else:
+        table = conform_run(table)
+    return table
+
+
+class RunWriter:
+    """Write a run in batches as they are produced: Arrow, Parquet or TREC text; file or stdout.
+
+    >>> with RunWriter("run.trec", tag="bm25") as w:   # doctest: +SKIP
+    ...     w.write(batch)
+
+    Files appear under their final name only when the writer closes without error. Batches are
+    written in the order given; each must carry qid, docid, score (and rank; a batch without rank is
+    ordered with :func:`sort_run`, so give all rows of a query in one batch).
+    """
+
+    def __init__(
+        self,
+        out: str | Path | None,
+        fmt: str | None = None,
+        tag: str = DEFAULT_TAG,
+        metadata: dict | None = None,
+    ):
+        self.out = out
+        self.format = run_format_for(out, fmt)
+        self.rows = 0
+        if not tag or any(c.isspace() for c in tag):
+            raise UsageError(f"run tag {tag!r} must be non-empty and contain no whitespace")
+        self.tag = tag
+        self._stack = contextlib.ExitStack()
+        self._sink: TableSink | None = None
+        self._fh = None
+        if self.format == TREC:
+            if is_stdout(out):
+                self._fh = sys.stdout.buffer
+            else:
+                from vecpipe.pipeline.atomic import atomic_open
+
+                self._fh = self._stack.enter_context(atomic_open(out, "wb"))
+        else:
+            schema = _meta.attach(RUN_SCHEMA, metadata) if metadata else RUN_SCHEMA
+            self._sink = TableSink(out, schema, self.format)
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        table = _conform_batch(batch)
+        if table.num_rows == 0:
+            return
+        if self._sink is not None:
+            self._sink.write(table)
+        else:
+            self._fh.write(trec_lines(table, self.tag))
+            if is_stdout(self.out):
+                self._fh.flush()
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+        elif is_stdout(self.out):
+            self._fh.flush()
+        self._stack.close()
+
+    def abort(self) -> None:
+        if self._sink is not None:
+            self._sink.abort()
+        else:
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def __enter__(self) -> "RunWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def trec_lines(table: pa.Table, tag: str = DEFAULT_TAG) -> bytes:
+    """TREC text ``qid Q0 docid rank score tag\\n`` for each row (scores in shortest round-trip form)."""
+    n = table.num_rows
+    if n == 0:
+        return b""
+    q0 = pa.scalar("Q0")
+    tag_nl = pa.scalar(tag + "\n")
+    joined = pc.binary_join_element_wise(
+        _to_string(table.column("qid")),
+        q0,
+        _to_string(table.column("docid")),
+        table.column("rank").cast(pa.string()),
+        table.column("score").cast(pa.float32()).cast(pa.string()),
+        tag_nl,
+        " ",
+    )
+    parts = []
+    for chunk in joined.chunks:
+        if len(chunk) == 0:
+            continue
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+        data = chunk.buffers()[2]
+        parts.append(memoryview(data)[int(offsets[0]) : int(offsets[-1])].tobytes())
+    return b"".join(parts)
+
+
+def write_run(
+    table_or_batches: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch | pa.Table],
+    out: str | Path | None,
+    fmt: str | None = None,
+    tag: str = DEFAULT_TAG,
+    metadata: dict | None = None,
+) -> int:
+    """Write a run (a table, a batch or an iterable of them) to ``out`` (``None``/``-``: stdout).
+
+    ``fmt`` is ``arrow``, ``parquet`` or ``trec``; by default chosen by the extension (Arrow on
+    stdout). Returns the number of rows written.
+    """
+    if isinstance(table_or_batches, (pa.Table, pa.RecordBatch)):
+        items: Iterable = [table_or_batches]
+    else:
+        items = table_or_batches
+    with RunWriter(out, fmt, tag=tag, metadata=metadata) as w:
+        for item in items:
+            w.write(item)
+        return w.rows
