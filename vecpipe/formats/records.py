@@ -6,7 +6,6 @@ ids seen so far are kept (to refuse duplicates), never the texts of the whole in
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,17 +79,14 @@ def read_records(path: "str | Path | sniff.Input", fields: Fields = Fields(), ba
 
 
 def _lines(inp: sniff.Input) -> Iterator[tuple[int, str]]:
-    stream = io.TextIOWrapper(inp.stream, encoding="utf-8", errors="strict", newline=None)
-    lineno = 0
-    try:
-        for lineno, line in enumerate(stream, 1):
-            if lineno == 1:
-                line = line.lstrip("\ufeff")
-            yield lineno, line
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{inp.name}:{lineno + 1}: not valid UTF-8 ({exc.reason}); convert the file to UTF-8") from None
-    finally:
-        stream.detach()
+    """Decoded lines with 1-based numbers; invalid UTF-8 is refused with its line number."""
+    for lineno, raw in enumerate(inp.stream, 1):
+        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            yield lineno, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{inp.name}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start}); convert the file to UTF-8") from None
 
 
 def _pick(record: dict, wanted: str | None, candidates: tuple[str, ...]) -> str | None:
