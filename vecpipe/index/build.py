@@ -35,6 +35,12 @@ def search_defaults(spec: str, nprobe: int | None, ef_search: int | None) -> dic
 def apply_params(index, params: dict[str, int]) -> None:
     import faiss
 
+    if isinstance(index, faiss.IndexBinary):
+        if "nprobe" in params and hasattr(index, "nprobe"):
+            index.nprobe = int(params["nprobe"])
+        if "efSearch" in params and hasattr(index, "hnsw"):
+            index.hnsw.efSearch = int(params["efSearch"])
+        return
     space = faiss.ParameterSpace()
     for key, value in params.items():
         try:
@@ -68,6 +74,12 @@ def build_index(
     import faiss
 
     vecs = vectors if isinstance(vectors, Vectors) else read_vectors(vectors)
+    from vecpipe.index.compressed import compression_of
+
+    comp = compression_of(vecs)
+    if comp is not None:
+        return _build_compressed(vecs, comp, out, spec, metric, train_size, seed, nprobe, ef_search, compress,
+                                 on_progress, inputs)
     metric = check_metric(metric or default_metric(vecs.meta))
     if metric == "hamming":
         raise UsageError("--metric hamming needs binary vectors (vecpipe binarize) and a binary spec such as BFlat")
@@ -104,6 +116,29 @@ def build_index(
     meta = index_metadata(vecs, spec, metric, params, train_size, seed, inputs)
     blob = faiss.serialize_index(index)
     vpi.write(out, meta, vecs.ids, blob, compress=compress)
+    return meta
+
+
+def _build_compressed(vecs: Vectors, comp: dict[str, Any], out, spec: str, metric: str | None, train_size: int,
+                      seed: int, nprobe: int | None, ef_search: int | None, compress: bool, on_progress,
+                      inputs: dict[str, Any] | None) -> dict[str, Any]:
+    import faiss
+
+    from vecpipe.index.compressed import build_compressed
+
+    if metric is not None:
+        check_metric(metric)
+    if on_progress:
+        on_progress(f"building over {len(vecs)} {comp['method']} codes")
+    index, spec, metric, binary = build_compressed(vecs, comp, spec, metric, train_size, seed, on_progress)
+    params = search_defaults(spec, nprobe, ef_search)
+    meta = index_metadata(vecs, spec, metric, params, train_size, seed, inputs)
+    meta["dim"] = int(comp.get("dim") or vecs.meta.get("dim") or vecs.matrix.shape[1])
+    if binary:
+        meta["binary"] = True
+        meta["normalized"] = None
+    blob = faiss.serialize_index_binary(index) if binary else faiss.serialize_index(index)
+    vpi.write(out, {k: v for k, v in meta.items() if v is not None}, vecs.ids, blob, compress=compress)
     return meta
 
 

@@ -52,8 +52,10 @@ def query_vectors(queries: str | Path, index: LoadedIndex, encoder_factory: Call
                     if not checked:
                         index.check_queries(mat.shape[1], meta, inp.name)
                         checked = True
-                    if mat.dtype.kind != "f":
-                        raise InputError(f"{inp.name}: query vectors are {mat.dtype} codes; search with float query vectors")
+                    if mat.dtype.kind != "f" or isinstance(meta.get("compression"), dict):
+                        from vecpipe.index.compressed import encode_queries
+
+                        mat = encode_queries(mat, index.meta, meta, inp.name)
                     progress.advance(len(ids))
                     yield ids, mat
                 return

@@ -47,9 +47,11 @@ class LoadedIndex:
         apply_params(self.index, params)
 
     def check_queries(self, dim: int, meta: dict[str, Any], name: str) -> None:
-        if dim != self.dim:
+        comp = self.compression or {}
+        qdim = int((meta or {}).get("dim") or dim) if (meta or {}).get("compression") else dim
+        if qdim != self.dim and qdim != comp.get("source_dim"):
             raise InputError(
-                f"{name}: queries have dimension {dim} but {self.name} holds {self.dim}-dimensional vectors; "
+                f"{name}: queries have dimension {qdim} but {self.name} holds {self.dim}-dimensional vectors; "
                 "embed the queries with the model the index records"
             )
         qmodel, imodel = (meta or {}).get("model") or {}, self.meta.get("model") or {}
@@ -59,9 +61,26 @@ class LoadedIndex:
                 f"{imodel.get('name')}; embed the queries with the index's model"
             )
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, labels) with higher-is-better scores, ties ordered by docid; label -1 pads."""
-        q = prepare(queries, self.metric)
+    @property
+    def binary(self) -> bool:
+        return bool(self.meta.get("binary"))
+
+    @property
+    def compression(self) -> dict[str, Any] | None:
+        comp = self.meta.get("vectors")
+        return comp if isinstance(comp, dict) else None
+
+    def search(self, queries: np.ndarray, k: int, qmeta: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, labels) with higher-is-better scores, ties ordered by docid; label -1 pads.
+
+        Over compressed indexes, float queries are truncated/binarized as the index records; query
+        codes written with ``--like`` are accepted too (``qmeta``: the queries' metadata).
+        """
+        if self.compression is not None or queries.dtype.kind != "f" or qmeta:
+            from vecpipe.index.compressed import encode_queries
+
+            queries = encode_queries(queries, self.meta, qmeta, self.name)
+        q = queries if self.binary else prepare(queries, self.metric)
         k_eff = min(k, self.index.ntotal)
         distances, labels = self.index.search(q, k_eff)
         scores = scores_from_distances(distances, self.metric)
@@ -91,7 +110,10 @@ def load_index(path: str | Path, threads: int | None = None) -> LoadedIndex:
 
     container = vpi.read(path)
     try:
-        index = faiss.deserialize_index(container.index_bytes)
+        if container.meta.get("binary"):
+            index = faiss.deserialize_index_binary(container.index_bytes)
+        else:
+            index = faiss.deserialize_index(container.index_bytes)
     except RuntimeError:
         raise InputError(f"{path}: the faiss index inside cannot be read; rebuild it with vecpipe build-index") from None
     if index.ntotal != len(container.ids):

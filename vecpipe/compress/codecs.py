@@ -1,0 +1,232 @@
+"""Vector codecs: scalar (int8/uint8), fp16, product quantization, 1-bit sign and residual binarization.
+
+Every codec is described by a plain dict (the ``compression`` entry of a vectors artifact's
+``vecpipe`` metadata) and works on float32 matrices. Codes are laid out so that faiss can use them
+as they are (see :mod:`vecpipe.index.compressed`):
+
+- ``uint8``: faiss ``QT_8bit`` codes with per-dimension ranges: ``c = floor(255 * clip((x - vmin) / vdiff, 0, 1))``,
+  decoded as ``vmin + (c + 0.5) / 255 * vdiff``. ``int8`` stores the same codes minus 128.
+- ``fp16``: IEEE half floats (faiss ``QT_fp16``).
+- ``pq``: faiss ``ProductQuantizer`` codes; the codebooks travel in the metadata (base64 float32 LE).
+- ``binary`` (1 bit): bit ``j`` is 1 when ``x_j > threshold_j`` (threshold 0, or the corpus mean with
+  ``--center``), packed with ``np.packbits`` (big-endian bit order within a byte: dimension 0 is the
+  most significant bit of byte 0), padded with zero bits to whole bytes.
+- ``residual`` (T = 2..8 bits): r0 = x - mu; for t = 1..T: b_t = sign(r_{t-1}) (+1 for >= 0),
+  alpha_t = mean |r_{t-1}| per dimension over the corpus, r_t = r_{t-1} - alpha_t * b_t. The bit
+  planes b_1..b_T (1 for +1) are concatenated plane after plane (bit ``t * dim + j``) and packed as
+  above, ``ceil(dim * T / 8)`` bytes. The reconstruction is ``mu + sum_t alpha_t * b_t``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import numpy as np
+
+SCALAR = ("int8", "uint8")
+METHODS = ("int8", "uint8", "fp16", "pq", "binary", "residual", "float32")
+
+
+def _floats(values: np.ndarray) -> list[float]:
+    return [float(v) for v in np.asarray(values, dtype=np.float32)]
+
+
+def _array(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------ truncation
+
+
+def truncate(matrix: np.ndarray, dim: int, renormalize: bool = True) -> np.ndarray:
+    """Matryoshka truncation to the first ``dim`` dimensions, L2-renormalised."""
+    out = np.ascontiguousarray(matrix[:, :dim], dtype=np.float32)
+    if renormalize:
+        if out.base is not None or out is matrix:
+            out = out.copy()
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- scalar
+
+
+def scalar_train(matrix: np.ndarray, method: str) -> dict[str, Any]:
+    vmin = matrix.min(axis=0).astype(np.float32)
+    vmax = matrix.max(axis=0).astype(np.float32)
+    vdiff = np.maximum(vmax - vmin, np.float32(1e-12))
+    return {"method": method, "vmin": _floats(vmin), "vdiff": _floats(vdiff)}
+
+
+def scalar_encode(matrix: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    vmin, vdiff = _array(params["vmin"]), _array(params["vdiff"])
+    x = (np.asarray(matrix, dtype=np.float32) - vmin) / vdiff
+    np.clip(x, 0.0, 1.0, out=x)
+    codes = np.floor(x * np.float32(255.0)).astype(np.uint8)
+    if params["method"] == "int8":
+        return (codes.astype(np.int16) - 128).astype(np.int8)
+    return codes
+
+
+def scalar_codes_u8(codes: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """The faiss QT_8bit codes (uint8) of stored int8/uint8 codes."""
+    if params["method"] == "int8":
+        return (np.asarray(codes).astype(np.int16) + 128).astype(np.uint8)
+    return np.ascontiguousarray(codes, dtype=np.uint8)
+
+
+def scalar_decode(codes: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    vmin, vdiff = _array(params["vmin"]), _array(params["vdiff"])
+    c = scalar_codes_u8(codes, params).astype(np.float32)
+    return vmin + (c + np.float32(0.5)) / np.float32(255.0) * vdiff
+
+
+# -------------------------------------------------------------------------------------------- PQ
+
+
+def pq_train(matrix: np.ndarray, m: int, nbits: int, seed: int) -> dict[str, Any]:
+    import faiss
+
+    d = matrix.shape[1]
+    pq = faiss.ProductQuantizer(d, m, nbits)
+    pq.cp.seed = seed
+    pq.cp.min_points_per_centroid = 1  # small corpora: train anyway, without faiss's warning
+    pq.train(np.ascontiguousarray(matrix, dtype=np.float32))
+    cents = faiss.vector_to_array(pq.centroids).astype("<f4")
+    raw = cents.tobytes()
+    return {"method": "pq", "m": m, "nbits": nbits, "seed": seed,
+            "centroids": base64.b64encode(raw).decode("ascii"), "centroids_sha256": hashlib.sha256(raw).hexdigest()}
+
+
+def pq_object(params: dict[str, Any], dim: int):
+    import faiss
+
+    pq = faiss.ProductQuantizer(dim, int(params["m"]), int(params["nbits"]))
+    cents = np.frombuffer(base64.b64decode(params["centroids"]), dtype="<f4").astype(np.float32)
+    if cents.size != pq.M * pq.ksub * pq.dsub:
+        raise ValueError("PQ codebooks do not fit the dimension")
+    faiss.copy_array_to_vector(cents, pq.centroids)
+    return pq
+
+
+def pq_encode(matrix: np.ndarray, params: dict[str, Any], dim: int) -> np.ndarray:
+    pq = pq_object(params, dim)
+    return pq.compute_codes(np.ascontiguousarray(matrix, dtype=np.float32))
+
+
+def pq_decode(codes: np.ndarray, params: dict[str, Any], dim: int) -> np.ndarray:
+    pq = pq_object(params, dim)
+    return pq.decode(np.ascontiguousarray(codes, dtype=np.uint8))
+
+
+# ---------------------------------------------------------------------------------------- binary
+
+
+def binary_train(matrix: np.ndarray, center: bool) -> dict[str, Any]:
+    params: dict[str, Any] = {"method": "binary", "bits": 1, "threshold": "mean" if center else "zero",
+                              "bit_order": "big"}
+    if center:
+        params["mean"] = _floats(matrix.mean(axis=0, dtype=np.float64))
+    return params
+
+
+def binary_encode(matrix: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    x = np.asarray(matrix, dtype=np.float32)
+    thresh = _array(params["mean"]) if params.get("threshold") == "mean" else np.float32(0.0)
+    return np.packbits(x > thresh, axis=1, bitorder="big")
+
+
+def binary_unpack(codes: np.ndarray, dim: int) -> np.ndarray:
+    """±1 float matrix of 1-bit codes."""
+    bits = np.unpackbits(np.ascontiguousarray(codes, dtype=np.uint8), axis=1, count=dim, bitorder="big")
+    return bits.astype(np.float32) * 2 - 1
+
+
+def residual_train(matrix: np.ndarray, bits: int) -> dict[str, Any]:
+    x = np.asarray(matrix, dtype=np.float32)
+    mu = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    r = x - mu
+    alphas = []
+    for _ in range(bits):
+        alpha = np.abs(r).mean(axis=0, dtype=np.float64).astype(np.float32)
+        b = np.where(r >= 0, np.float32(1), np.float32(-1))
+        r -= alpha * b
+        alphas.append(_floats(alpha))
+    return {"method": "residual", "bits": bits, "mean": _floats(mu), "alpha": alphas, "bit_order": "big",
+            "layout": "planes"}
+
+
+def residual_encode(matrix: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    x = np.asarray(matrix, dtype=np.float32)
+    n, d = x.shape
+    r = x - _array(params["mean"])
+    planes = np.empty((n, len(params["alpha"]), d), dtype=bool)
+    for t, alpha in enumerate(params["alpha"]):
+        pos = r >= 0
+        planes[:, t] = pos
+        r -= _array(alpha) * np.where(pos, np.float32(1), np.float32(-1))
+    return np.packbits(planes.reshape(n, -1), axis=1, bitorder="big")
+
+
+def residual_decode(codes: np.ndarray, params: dict[str, Any], dim: int) -> np.ndarray:
+    bits = len(params["alpha"])
+    flat = np.unpackbits(np.ascontiguousarray(codes, dtype=np.uint8), axis=1, count=dim * bits, bitorder="big")
+    planes = flat.reshape(len(codes), bits, dim).astype(np.float32) * 2 - 1
+    out = np.broadcast_to(_array(params["mean"]), (len(codes), dim)).copy()
+    for t, alpha in enumerate(params["alpha"]):
+        out += _array(alpha) * planes[:, t]
+    return out
+
+
+# ------------------------------------------------------------------------------------- dispatch
+
+
+def code_width(params: dict[str, Any], dim: int) -> int:
+    method = params["method"]
+    if method in SCALAR or method in ("fp16", "float32"):
+        return dim
+    if method == "pq":
+        return (int(params["m"]) * int(params["nbits"]) + 7) // 8
+    if method == "binary":
+        return (dim + 7) // 8
+    return (dim * int(params["bits"]) + 7) // 8
+
+
+def code_dtype(params: dict[str, Any]) -> str:
+    return {"int8": "int8", "fp16": "float16", "float32": "float32"}.get(params["method"], "uint8")
+
+
+def encode(matrix: np.ndarray, params: dict[str, Any], dim: int) -> np.ndarray:
+    method = params["method"]
+    if method in SCALAR:
+        return scalar_encode(matrix, params)
+    if method == "fp16":
+        return np.asarray(matrix, dtype=np.float16)
+    if method == "float32":
+        return np.asarray(matrix, dtype=np.float32)
+    if method == "pq":
+        return pq_encode(matrix, params, dim)
+    if method == "binary":
+        return binary_encode(matrix, params)
+    if method == "residual":
+        return residual_encode(matrix, params)
+    raise ValueError(f"unknown compression method {method}")
+
+
+def decode(codes: np.ndarray, params: dict[str, Any], dim: int) -> np.ndarray:
+    """Float32 reconstruction of codes (for 1-bit codes: ±1 per dimension)."""
+    method = params["method"]
+    if method in SCALAR:
+        return scalar_decode(codes, params)
+    if method in ("fp16", "float32"):
+        return np.asarray(codes, dtype=np.float32)
+    if method == "pq":
+        return pq_decode(codes, params, dim)
+    if method == "binary":
+        return binary_unpack(codes, dim)
+    if method == "residual":
+        return residual_decode(codes, params, dim)
+    raise ValueError(f"unknown compression method {method}")

@@ -1,0 +1,191 @@
+"""faiss indexes over compressed vectors artifacts, built from the stored codes without retraining.
+
+- 1-bit ``binary``: faiss binary indexes (``BFlat``, ``BHNSW32``, ``BIVF1024`` ...), Hamming distance;
+  float queries are binarized with the thresholds the index records.
+- ``int8``/``uint8``: ``IndexScalarQuantizer`` (QT_8bit) with the stored per-dimension ranges.
+- ``fp16``: ``IndexScalarQuantizer`` (QT_fp16).
+- ``pq``: ``IndexPQ`` with the stored codebooks and codes.
+- ``residual`` (T bits): ``IndexPQ`` whose fixed centroids are the bit combinations, mean included:
+  sub-quantizers over groups of 8/T dimensions with 256 centroids when T divides 8, else one
+  dimension per sub-quantizer with 2^T centroids. A float query is scored asymmetrically against
+  ``mu + sum_t alpha_t * b_t`` through faiss's look-up tables.
+
+Float queries are searched as they are (asymmetric distances) by the float-code indexes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+import numpy as np
+
+from vecpipe.compress import codecs
+from vecpipe.errors import InputError, UsageError
+from vecpipe.formats.vectors import Vectors
+
+FLAT_SPECS = {"int8": ("Flat", "SQ8"), "uint8": ("Flat", "SQ8"), "fp16": ("Flat", "SQfp16"),
+              "pq": ("Flat",), "residual": ("Flat",)}
+
+
+def compression_of(vecs: Vectors) -> dict[str, Any] | None:
+    comp = vecs.meta.get("compression")
+    if isinstance(comp, dict) and comp.get("method") not in (None, "float32"):
+        return comp
+    return None
+
+
+def binary_spec(spec: str) -> str:
+    return spec if spec.startswith("B") else "B" + spec
+
+
+def build_compressed(vecs: Vectors, comp: dict[str, Any], spec: str, metric: str | None, train_size: int, seed: int,
+                     on_progress=None) -> tuple[Any, str, str, bool]:
+    """(faiss index, spec, metric, binary) over the stored codes of a compressed artifact."""
+    import faiss
+
+    from vecpipe.index.build import _faiss_reason, train_sample
+    from vecpipe.index.metric import faiss_metric
+
+    method = comp["method"]
+    dim = int(comp.get("dim") or vecs.meta.get("dim"))
+    codes = np.ascontiguousarray(vecs.matrix)
+    if method == "binary":
+        metric = metric or "hamming"
+        if metric != "hamming":
+            raise UsageError(f"{vecs.name}: 1-bit vectors are searched with --metric hamming; binarize with --bits 2..8 for {metric} scoring")
+        spec = binary_spec(spec)
+        try:
+            index = faiss.index_binary_factory(codes.shape[1] * 8, spec)
+        except RuntimeError as exc:
+            raise UsageError(f"--spec {spec!r}: faiss cannot build this binary index ({_faiss_reason(exc)}); use BFlat, BHNSW32 or BIVF1024") from None
+        data = np.ascontiguousarray(codes, dtype=np.uint8)
+        if not index.is_trained:
+            sample = train_sample(len(data), train_size, seed)
+            train = data if sample is None else data[sample]
+            if on_progress:
+                on_progress(f"training {spec} on {len(train)} codes")
+            try:
+                index.train(train)
+            except RuntimeError as exc:
+                raise InputError(f"{vecs.name}: cannot train {spec} on {len(train)} codes ({_faiss_reason(exc)}); use a smaller spec or more data") from None
+        if "HNSW" in spec:
+            old = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                index.add(data)
+            finally:
+                faiss.omp_set_num_threads(old)
+        else:
+            index.add(data)
+        return index, spec, metric, True
+
+    metric = metric or (vecs.meta.get("metric") if vecs.meta.get("metric") in ("ip", "l2", "cos") else "ip")
+    if metric == "hamming":
+        raise UsageError(f"{vecs.name}: --metric hamming needs 1-bit vectors (vecpipe binarize --bits 1)")
+    allowed = FLAT_SPECS.get(method)
+    if allowed is None:
+        raise InputError(f"{vecs.name}: unknown compression {method!r}; recompress with vecpipe quantize or binarize")
+    if spec not in allowed and not (method == "pq" and re.fullmatch(r"PQ\d+(x\d+)?", spec)):
+        raise UsageError(f"--spec {spec!r}: {method} vectors are served by a flat scan over their codes; use --spec Flat")
+    fm = faiss_metric(metric)
+    if method in codecs.SCALAR:
+        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, fm)
+        trained = np.concatenate([np.asarray(comp["vmin"], np.float32), np.asarray(comp["vdiff"], np.float32)])
+        faiss.copy_array_to_vector(trained, index.sq.trained)
+        index.is_trained = True
+        raw = codecs.scalar_codes_u8(codes, comp)
+        spec = "SQ8"
+    elif method == "fp16":
+        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, fm)
+        index.is_trained = True
+        raw = np.ascontiguousarray(codes, dtype="<f2").view(np.uint8).reshape(len(codes), -1)
+        spec = "SQfp16"
+    elif method == "pq":
+        index = faiss.IndexPQ(dim, int(comp["m"]), int(comp["nbits"]), fm)
+        pq = codecs.pq_object(comp, dim)
+        faiss.copy_array_to_vector(faiss.vector_to_array(pq.centroids), index.pq.centroids)
+        index.is_trained = True
+        raw = np.ascontiguousarray(codes, dtype=np.uint8)
+        spec = f"PQ{comp['m']}x{comp['nbits']}"
+    else:  # residual
+        index = residual_index(comp, dim, fm)
+        raw = np.concatenate([
+            index.pq.compute_codes(codecs.residual_decode(codes[s : s + 65536], comp, dim))
+            for s in range(0, len(codes), 65536)
+        ]) if len(codes) else np.zeros((0, index.pq.code_size), np.uint8)
+        spec = f"RB{comp['bits']}"
+    if raw.shape[1] != index.sa_code_size():
+        raise InputError(f"{vecs.name}: codes are {raw.shape[1]} bytes wide but {method} needs {index.sa_code_size()}; the artifact is inconsistent, recompress it")
+    index.add_sa_codes(np.ascontiguousarray(raw, dtype=np.uint8))
+    return index, spec, metric, False
+
+
+def residual_index(comp: dict[str, Any], dim: int, fmetric: int):
+    """IndexPQ whose centroids are mu + sum_t alpha_t * (±1) for each bit combination."""
+    import faiss
+
+    bits = int(comp["bits"])
+    group = 8 // bits if 8 % bits == 0 and dim % (8 // bits) == 0 else 1
+    m = dim // group
+    nbits = bits * group
+    index = faiss.IndexPQ(dim, m, nbits, fmetric)
+    mu = np.asarray(comp["mean"], np.float32)
+    alpha = np.asarray(comp["alpha"], np.float32)  # (bits, dim)
+    # every combination of signs, (2^nbits, group * bits) in {-1, +1}: column g * bits + t is bit t of dim g
+    signs = np.array(list(itertools.product((-1.0, 1.0), repeat=group * bits)), dtype=np.float32)
+    signs = signs.reshape(len(signs), group, bits)
+    cents = np.empty((m, len(signs), group), dtype=np.float32)
+    for j in range(m):
+        dims = slice(j * group, (j + 1) * group)
+        # (K, group) = mu + sum_t alpha[t, dims] * sign[:, g, t]
+        cents[j] = mu[dims] + np.einsum("kgt,tg->kg", signs, alpha[:, dims])
+    faiss.copy_array_to_vector(cents.reshape(-1), index.pq.centroids)
+    index.is_trained = True
+    return index
+
+
+# ------------------------------------------------------------------------------- query encoding
+
+
+def encode_queries(queries: np.ndarray, meta: dict[str, Any], qmeta: dict[str, Any] | None, name: str) -> np.ndarray:
+    """Queries as the index wants them: float32 (truncated as the index records), or binary codes.
+
+    Float queries are truncated to the index's dimension (Matryoshka) and, for binary indexes,
+    binarized with the index's recorded thresholds. Query codes (from quantize/binarize --like) are
+    decoded with their own calibration, or passed through to a binary index.
+    """
+    from vecpipe.index.metric import prepare
+
+    comp = meta.get("vectors") if isinstance(meta.get("vectors"), dict) else {}
+    dim = int(meta["dim"])
+    qcomp = (qmeta or {}).get("compression") if isinstance((qmeta or {}).get("compression"), dict) else None
+    binary = meta.get("binary", False)
+    if binary and qcomp is None and queries.dtype == np.uint8 and queries.shape[1] == (dim + 7) // 8:
+        return np.ascontiguousarray(queries)  # already binarized with the index's thresholds
+    if queries.dtype.kind != "f" or (qcomp and qcomp.get("method") not in ("fp16", "float32")):
+        if not qcomp:
+            raise InputError(f"{name}: query vectors are {queries.dtype} codes without a calibration; search with float query vectors")
+        if binary:
+            if qcomp.get("method") != "binary" or _thresholds(qcomp) != _thresholds(comp):
+                raise InputError(f"{name}: query codes were not binarized like the index; binarize the queries with --like the corpus artifact, or give float queries")
+            return np.ascontiguousarray(queries, dtype=np.uint8)
+        if qcomp.get("method") == "binary":
+            raise InputError(f"{name}: 1-bit query codes cannot be scored against a {comp.get('method', 'float')} index; give float queries")
+        queries = codecs.decode(queries, qcomp, int(qcomp.get("dim") or queries.shape[1]))
+    q = np.asarray(queries, dtype=np.float32)
+    if q.shape[1] != dim:
+        if comp and comp.get("source_dim") == q.shape[1] and dim < q.shape[1]:
+            q = codecs.truncate(q, dim, renormalize=True)
+        else:
+            raise InputError(f"{name}: queries have dimension {q.shape[1]} but the index holds {dim}-dimensional vectors; "
+                             "embed the queries with the model the index records")
+    if binary:
+        return codecs.binary_encode(prepare(q, "cos" if comp.get("normalize") else "ip"), comp)
+    return q
+
+
+def _thresholds(comp: dict[str, Any] | None) -> Any:
+    comp = comp or {}
+    return (comp.get("threshold"), comp.get("mean"))
