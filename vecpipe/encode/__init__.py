@@ -1,0 +1,71 @@
+"""Text encoders: texts in, float32 vectors out (one row per text, input order).
+
+    from vecpipe.encode import load_encoder
+    enc = load_encoder()                  # default model: all-MiniLM-L6-v2, int8 ONNX
+    for arr in enc.encode_batches(lists_of_texts, on_progress=cb):
+        ...                               # float32 [len(list), enc.dim], L2-normalised
+
+This package never imports the command-line libraries; heavy imports (onnxruntime, tokenizers,
+the default model's weights package) happen when an encoder is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+from vecpipe.encode.base import Encoder, ProgressFn
+from vecpipe.encode.model import DEFAULT_NAME, DEFAULT_SHA256, ModelSpec, resolve_model
+
+__all__ = [
+    "DEFAULT_NAME",
+    "DEFAULT_SHA256",
+    "Encoder",
+    "ModelSpec",
+    "ProgressFn",
+    "load_encoder",
+    "resolve_model",
+]
+
+
+def load_encoder(
+    model: Union[str, "os.PathLike[str]", None] = None,
+    pooling: Optional[str] = None,
+    max_length: Optional[int] = None,
+    prefix: str = "",
+    batch_size: int = 32,
+    threads: Optional[int] = None,
+    device: str = "auto",
+    normalize: bool = True,
+    *,
+    max_batch_tokens: Optional[int] = None,
+    window: Optional[int] = None,
+) -> Encoder:
+    """Resolve, verify and open a model.
+
+    ``model``: None for the default model, else a directory with ``model.onnx`` and
+    ``tokenizer.json``. ``pooling``/``max_length``: None to take them from the model's
+    sentence-transformers config (mean pooling and 512 tokens when absent). ``prefix`` is
+    prepended to every text. ``batch_size``: most texts per inference batch; ``max_batch_tokens``
+    additionally caps padded tokens per batch. ``window``: how many texts are gathered, sorted by
+    length and batched together (bounds memory and read-ahead). ``threads``: onnxruntime intra-op
+    threads (None: all cores). ``device``: auto, cpu or cuda.
+
+    Raises :class:`vecpipe.errors.ModelError` (missing/corrupt files, no CUDA provider) and
+    :class:`vecpipe.errors.UsageError` (bad option values).
+    """
+    from vecpipe.encode.onnx import OnnxEncoder  # noqa: PLC0415
+
+    spec = resolve_model(model)
+    return OnnxEncoder(
+        spec,
+        pooling=pooling,
+        max_length=max_length,
+        prefix=prefix,
+        batch_size=batch_size,
+        threads=threads,
+        device=device,
+        normalize=normalize,
+        max_batch_tokens=max_batch_tokens,
+        window=window,
+    )

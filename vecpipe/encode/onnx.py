@@ -1,0 +1,396 @@
+"""Text encoder on onnxruntime: tokenize, batch by length, run, pool, normalise.
+
+The hot loop:
+
+* Incoming lists are gathered into a *window* of up to ``window`` texts. The window is tokenized in
+  one ``encode_batch`` call (Rust, parallel, releases the GIL), sorted by token length, and cut into
+  inference batches of at most ``batch_size`` texts and at most ``max_batch_tokens`` padded tokens,
+  each padded only to its own longest text, so almost no compute goes to padding.
+* A background thread reads, tokenizes and pads window *k+1* while the calling thread runs the
+  model on window *k*; onnxruntime releases the GIL in ``run``.
+* Rows are scattered back to their input positions, so output order is input order; the arrays
+  are yielded one per input list once their window is done (memory is bounded by the window).
+
+Pooling (mean over the attention mask, CLS, or max) and L2 normalisation are done in numpy.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from vecpipe.encode.base import Encoder, ProgressFn
+from vecpipe.encode.model import POOLINGS, ModelSpec
+from vecpipe.errors import InputError, ModelError, UsageError
+
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_WINDOW = 2048
+DEFAULT_MAX_BATCH_TOKENS = 4096
+
+
+def cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def providers_for(device: str) -> list[str]:
+    import onnxruntime as ort  # noqa: PLC0415
+
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise ModelError(
+                "--device cuda: onnxruntime has no CUDA provider here; "
+                "install onnxruntime-gpu or use --device cpu"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "auto":
+        if "CUDAExecutionProvider" in available:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+    raise UsageError(f"--device {device}: expected one of {', '.join(DEVICES)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[:300]
+
+
+def open_session(path: Path, providers: list[str], threads: int) -> Any:
+    import onnxruntime as ort  # noqa: PLC0415
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=so, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise ModelError(f"{path}: onnxruntime cannot load the model: {_first_line(exc)}") from None
+
+
+@dataclass
+class _Batch:
+    rows: np.ndarray  # positions within the window
+    feed: dict[str, np.ndarray]
+    mask: np.ndarray  # [b, L] int64
+    n_tokens: int
+
+
+@dataclass
+class _Window:
+    sizes: list[int]
+    n_texts: int
+    batches: list[_Batch]
+
+
+_DONE = object()
+
+
+class OnnxEncoder(Encoder):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        pooling: str | None = None,
+        max_length: int | None = None,
+        prefix: str = "",
+        batch_size: int = 32,
+        threads: int | None = None,
+        device: str = "auto",
+        normalize: bool = True,
+        max_batch_tokens: int | None = None,
+        window: int | None = None,
+    ) -> None:
+        if pooling is not None and pooling not in POOLINGS:
+            raise UsageError(f"--pooling {pooling}: expected one of {', '.join(POOLINGS)}")
+        if max_length is not None:
+            if max_length < 2:
+                raise UsageError(f"--max-length {max_length}: must be at least 2")
+            if max_length > spec.max_positions:
+                raise UsageError(
+                    f"--max-length {max_length}: the model {spec.name} has "
+                    f"{spec.max_positions} positions at most"
+                )
+        if batch_size < 1:
+            raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+        if threads is not None and threads < 1:
+            raise UsageError(f"--threads {threads}: must be at least 1")
+        if device not in DEVICES:
+            raise UsageError(f"--device {device}: expected one of {', '.join(DEVICES)}")
+        if prefix is None:
+            prefix = ""
+
+        self.spec = spec
+        self.pooling = pooling or spec.pooling
+        self.max_length = int(max_length or spec.max_length)
+        self.prefix = prefix
+        self.batch_size = int(batch_size)
+        self.normalize = bool(normalize)
+        self.max_batch_tokens = int(max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
+        self.window = int(window or max(DEFAULT_WINDOW, self.batch_size))
+        self.threads = int(threads or cpu_count())
+
+        self._tokenizer = self._load_tokenizer(spec.tokenizer_path)
+        self._providers = providers_for(device)
+        self._session = open_session(spec.onnx_path, self._providers, self.threads)
+        self._input_names = [i.name for i in self._session.get_inputs()]
+        known = {"input_ids", "attention_mask", "token_type_ids"}
+        unknown = [n for n in self._input_names if n not in known]
+        if unknown or "input_ids" not in self._input_names:
+            raise ModelError(
+                f"{spec.onnx_path}: unsupported model inputs {self._input_names}; expected "
+                "input_ids and optionally attention_mask, token_type_ids"
+            )
+        outputs = self._session.get_outputs()
+        names = [o.name for o in outputs]
+        self._output_name = "last_hidden_state" if "last_hidden_state" in names else names[0]
+        self._dim = self._probe_dim()
+
+    # -- setup ------------------------------------------------------------------------------
+
+    def _load_tokenizer(self, path: Path) -> Any:
+        from tokenizers import Tokenizer  # noqa: PLC0415
+
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as exc:
+            raise ModelError(f"{path}: cannot load tokenizer: {_first_line(exc)}") from None
+        # tokenizer.json of sentence-transformers models often fixes padding/truncation at 128:
+        # pad dynamically (ourselves, per batch) and truncate at our max length.
+        tok.no_padding()
+        tok.enable_truncation(max_length=self.max_length)
+        pad_id = tok.token_to_id("[PAD]")
+        if pad_id is None:
+            pad_id = tok.token_to_id("<pad>")
+        self._pad_id = int(pad_id) if pad_id is not None else 0
+        return tok
+
+    def _probe_dim(self) -> int:
+        out = self._session.get_outputs()
+        shape = next(o.shape for o in out if o.name == self._output_name)
+        if shape and isinstance(shape[-1], int) and shape[-1] > 0 and len(shape) in (2, 3):
+            return int(shape[-1])
+        arr = self._run_raw(*self._pad([[self._pad_id, self._pad_id]]))
+        return int(arr.shape[-1])
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "sha256": self.spec.sha256,
+            "pooling": self.pooling,
+            "max_length": self.max_length,
+            "prefix": self.prefix,
+            "normalize": self.normalize,
+            "dim": self._dim,
+        }
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    def close(self) -> None:
+        self._session = None
+
+    def encode_batches(
+        self,
+        batches: Iterable[Sequence[str]],
+        on_progress: ProgressFn | None = None,
+    ) -> Iterator[np.ndarray]:
+        if self._session is None:
+            raise ModelError(f"{self.spec.name}: encoder is closed")
+        return self._pipeline(iter(batches), on_progress)
+
+    # -- hot loop ---------------------------------------------------------------------------
+
+    def _pipeline(
+        self, source: Iterator[Sequence[str]], on_progress: ProgressFn | None
+    ) -> Iterator[np.ndarray]:
+        jobs: queue.Queue[Any] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    jobs.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            try:
+                for window in self._windows(source):
+                    if not put(window):
+                        return
+                put(_DONE)
+            except BaseException as exc:  # handed to the consumer, re-raised there
+                put(exc)
+
+        worker = threading.Thread(target=produce, name="vecpipe-tokenize", daemon=True)
+        worker.start()
+        texts_done = 0
+        tokens_done = 0
+        try:
+            while True:
+                item = jobs.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                window: _Window = item
+                out = np.empty((window.n_texts, self._dim), dtype=np.float32)
+                for b in window.batches:
+                    out[b.rows] = self._embed(b)
+                    texts_done += len(b.rows)
+                    tokens_done += b.n_tokens
+                    if on_progress is not None:
+                        on_progress(texts_done, tokens_done)
+                start = 0
+                for n in window.sizes:
+                    yield out[start : start + n].copy() if len(window.sizes) > 1 else out
+                    start += n
+        finally:
+            stop.set()
+            try:
+                while True:
+                    jobs.get_nowait()
+            except queue.Empty:
+                pass
+            worker.join(timeout=1)
+
+    def _windows(self, source: Iterator[Sequence[str]]) -> Iterator[_Window]:
+        sizes: list[int] = []
+        texts: list[str] = []
+        for lst in source:
+            if isinstance(lst, (str, bytes)) or not hasattr(lst, "__len__"):
+                raise InputError(
+                    f"encode_batches expects lists of strings, got {type(lst).__name__}"
+                )
+            for i, t in enumerate(lst):
+                if not isinstance(t, str):
+                    raise InputError(
+                        f"text {len(texts) + i + 1}: expected a string, got {type(t).__name__}"
+                    )
+            sizes.append(len(lst))
+            texts.extend(lst)
+            if len(texts) >= self.window:
+                yield self._prepare(sizes, texts)
+                sizes, texts = [], []
+        if sizes:
+            yield self._prepare(sizes, texts)
+
+    def _prepare(self, sizes: list[int], texts: list[str]) -> _Window:
+        if self.prefix:
+            texts = [self.prefix + t for t in texts]
+        encs = self._tokenizer.encode_batch(texts, add_special_tokens=True) if texts else []
+        ids = [e.ids for e in encs]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        # Longest first: a batch's first text sets its padded length.
+        order = np.argsort(-lengths, kind="stable")
+        batches: list[_Batch] = []
+        i = 0
+        n = len(order)
+        while i < n:
+            longest = max(int(lengths[order[i]]), 1)
+            take = max(1, min(self.batch_size, self.max_batch_tokens // longest, n - i))
+            rows = order[i : i + take]
+            input_ids, mask = self._pad([ids[r] for r in rows])
+            batches.append(
+                _Batch(
+                    rows=rows,
+                    feed=self._feed(input_ids, mask),
+                    mask=mask,
+                    n_tokens=int(lengths[rows].sum()),
+                )
+            )
+            i += take
+        return _Window(sizes=sizes, n_texts=n, batches=batches)
+
+    def _pad(self, seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        width = max((len(s) for s in seqs), default=1) or 1
+        input_ids = np.full((len(seqs), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=np.int64)
+        for r, s in enumerate(seqs):
+            input_ids[r, : len(s)] = s
+            mask[r, : len(s)] = 1
+        return input_ids, mask
+
+    def _feed(self, input_ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        feed = {}
+        for name in self._input_names:
+            if name == "input_ids":
+                feed[name] = input_ids
+            elif name == "attention_mask":
+                feed[name] = mask
+            else:  # token_type_ids: single-segment input
+                feed[name] = np.zeros_like(input_ids)
+        return feed
+
+    def _run_raw(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self._run(self._feed(input_ids, mask))
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        try:
+            (out,) = self._session.run([self._output_name], feed)
+        except Exception as exc:
+            raise ModelError(
+                f"{self.spec.onnx_path}: inference failed: {_first_line(exc)}"
+            ) from None
+        return out
+
+    def _embed(self, b: _Batch) -> np.ndarray:
+        hidden = self._run(b.feed)
+        if hidden.ndim == 2:  # already pooled by the graph
+            vecs = hidden.astype(np.float32, copy=False)
+        elif hidden.ndim == 3:
+            vecs = pool(hidden, b.mask, self.pooling)
+        else:
+            raise ModelError(
+                f"{self.spec.onnx_path}: output {self._output_name} has shape {hidden.shape}; "
+                "expected [batch, sequence, hidden] or [batch, hidden]"
+            )
+        if self.normalize:
+            vecs = l2_normalize(vecs)
+        return vecs
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
+    """Pool ``hidden [b, L, d]`` over the real tokens given by ``mask [b, L]``."""
+    hidden = hidden.astype(np.float32, copy=False)
+    if mode == "cls":
+        return np.ascontiguousarray(hidden[:, 0, :])
+    m = mask.astype(np.float32)
+    if mode == "mean":
+        summed = np.einsum("bld,bl->bd", hidden, m)
+        counts = np.maximum(m.sum(axis=1, keepdims=True), 1e-9)
+        return (summed / counts).astype(np.float32, copy=False)
+    if mode == "max":
+        masked = np.where(m[:, :, None] > 0, hidden, np.float32(-1e9))
+        return masked.max(axis=1).astype(np.float32, copy=False)
+    raise UsageError(f"--pooling {mode}: expected one of {', '.join(POOLINGS)}")
+
+
+def l2_normalize(vecs: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    return (vecs / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
