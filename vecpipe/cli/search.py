@@ -22,6 +22,8 @@ def search(
     nprobe: Annotated[Optional[int], typer.Option("--nprobe", min=1, help="IVF lists searched (default: recorded in the index).", show_default=False)] = None,
     ef_search: Annotated[Optional[int], typer.Option("--ef-search", min=1, help="HNSW efSearch (default: recorded in the index).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Queries searched per batch.")] = 1024,
+    rescore: Annotated[Optional[str], typer.Option("--rescore", help="Full-precision vectors file: fetch k x --rescore-multiplier candidates, rescore them exactly, keep k.", show_default=False)] = None,
+    rescore_multiplier: Annotated[int, typer.Option("--rescore-multiplier", min=1, help="Candidates fetched per result kept, with --rescore.")] = 4,
     threads: o.Threads = None,
     model: o.ModelDir = None,
     prefix: o.Prefix = "",
@@ -40,6 +42,11 @@ def search(
     from vecpipe.index import load_index
     from vecpipe.index.query import query_vectors, search_run
 
+    rescorer = None
+    if rescore is not None:
+        from vecpipe.index.rescore import Rescorer
+
+        rescorer = Rescorer(rescore, multiplier=rescore_multiplier)
     loaded = load_index(index, threads=threads)
     loaded.set_params(nprobe=nprobe, ef_search=ef_search)
 
@@ -63,11 +70,13 @@ def search(
     progress.start("search", unit="queries")
     fields = Fields(id=id_field, text=text_field, title=title_field)
     try:
-        batches = search_run(loaded, query_vectors(queries, loaded, encoder_factory, fields, progress), k, batch_size)
+        batches = search_run(loaded, query_vectors(queries, loaded, encoder_factory, fields, progress), k, batch_size,
+                             rescorer=rescorer)
         from vecpipe.formats import metadata
 
         run_meta = metadata.new("run", k=k, index={key: loaded.meta.get(key) for key in ("spec", "metric", "count", "dim")},
-                                model=(loaded.meta.get("model") or {}).get("name"))
+                                model=(loaded.meta.get("model") or {}).get("name"),
+                                rescore={"multiplier": rescore_multiplier, "metric": rescorer.metric} if rescorer else None)
         with RunWriter(output, fmt=format.value if format else None, tag=tag, metadata=run_meta) as writer:
             for batch in batches:
                 writer.write(batch)

@@ -70,10 +70,18 @@ def query_vectors(queries: str | Path, index: LoadedIndex, encoder_factory: Call
 
 
 def search_run(index: LoadedIndex, queries: Iterator[tuple[pa.Array, np.ndarray]], k: int,
-               batch_size: int = 1024) -> Iterator[pa.RecordBatch]:
-    """Run batches (qid, docid, rank, score), one per query batch, in query order."""
+               batch_size: int = 1024, rescorer=None) -> Iterator[pa.RecordBatch]:
+    """Run batches (qid, docid, rank, score), one per query batch, in query order.
+
+    With a :class:`vecpipe.index.rescore.Rescorer`, k * multiplier candidates are fetched and
+    rescored exactly with the full-precision vectors, and k kept.
+    """
     if k < 1:
         raise InputError("-k must be at least 1")
     for qids, mat in _rebatch(queries, batch_size):
-        scores, labels = index.search(mat, k)
-        yield index.run_batch(qids, scores, labels)
+        if rescorer is None:
+            scores, labels = index.search(mat, k)
+            yield index.run_batch(qids, scores, labels)
+        else:
+            _, labels = index.search(mat, k * rescorer.multiplier)
+            yield rescorer.rescore(qids, mat, labels, index.ids, k)
