@@ -128,8 +128,6 @@ def _build_compressed(vecs: Vectors, comp: dict[str, Any], out, spec: str, metri
 
     if metric is not None:
         check_metric(metric)
-    if on_progress:
-        on_progress(f"building over {len(vecs)} {comp['method']} codes")
     index, spec, metric, binary = build_compressed(vecs, comp, spec, metric, train_size, seed, on_progress)
     params = search_defaults(spec, nprobe, ef_search)
     meta = index_metadata(vecs, spec, metric, params, train_size, seed, inputs)
