@@ -5,7 +5,7 @@ _vecpipe() {
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     cmd="${COMP_WORDS[1]}"
     if [[ $COMP_CWORD -eq 1 ]]; then
-        COMPREPLY=($(compgen -W "binarize build-index embed eval inspect quantize search --help --version" -- "$cur"))
+        COMPREPLY=($(compgen -W "binarize build-index embed eval inspect merge quantize rerank search --help --version" -- "$cur"))
         return
     fi
     case "$cmd" in
@@ -25,7 +25,7 @@ _vecpipe() {
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return;;
                 --format) COMPREPLY=($(compgen -W "arrow parquet" -- "$cur")); return;;
             esac
-            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--output -o --model --pooling --max-length --prefix --batch-size --threads --device --id-field --text-field --title-field --format --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--output -o --model --pooling --max-length --prefix --batch-size --threads --device --id-field --text-field --title-field --format --shard --skip-bad --no-checkpoint --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
         eval)
             case "$prev" in
                 --format) COMPREPLY=($(compgen -W "table tsv json" -- "$cur")); return;;
@@ -36,18 +36,29 @@ _vecpipe() {
                 --format) COMPREPLY=($(compgen -W "text json" -- "$cur")); return;;
             esac
             if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--format" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+        merge)
+            case "$prev" in
+                --format) COMPREPLY=($(compgen -W "arrow parquet" -- "$cur")); return;;
+            esac
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--output -o --format --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
         quantize)
             case "$prev" in
                 --to) COMPREPLY=($(compgen -W "int8 uint8 fp16 pq float32" -- "$cur")); return;;
                 --format) COMPREPLY=($(compgen -W "arrow parquet" -- "$cur")); return;;
             esac
             if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--to --like --dim --m --nbits --train-size --seed --output -o --format --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+        rerank)
+            case "$prev" in
+                --metric) COMPREPLY=($(compgen -W "ip l2 cos hamming" -- "$cur")); return;;
+                --format) COMPREPLY=($(compgen -W "arrow parquet trec" -- "$cur")); return;;
+            esac
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--vectors --queries -k --k --metric --allow-missing --output -o --format --tag --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
         search)
             case "$prev" in
                 --format) COMPREPLY=($(compgen -W "arrow parquet trec" -- "$cur")); return;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return;;
             esac
-            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--index -i -k --k --output -o --format --tag --nprobe --ef-search --batch-size --threads --model --prefix --device --id-field --text-field --title-field --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--index -i -k --k --output -o --format --tag --nprobe --ef-search --batch-size --rescore --rescore-multiplier --threads --model --prefix --device --id-field --text-field --title-field --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
     esac
 }
 complete -o filenames -F _vecpipe vecpipe

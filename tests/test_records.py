@@ -72,7 +72,7 @@ def test_batches_are_bounded(tmp_path):
         ('{"_id": "a", "text": "x"}\n{"_id": "b", "text": \n', r"c.jsonl:2: malformed JSON"),
         ('{"text": "x"}\n', r"c.jsonl:1: no id field"),
         ('{"_id": "a"}\n', r"c.jsonl:1: no text field"),
-        ('{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}\n', r"line 2: duplicate id 'a'"),
+        ('{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}\n', r"c.jsonl:2: duplicate id 'a'"),
         ('{"_id": "a", "text": 5}\n', r"must be a string"),
         ("[1, 2]\n", r"c.jsonl:1: expected .* or a JSON object"),
         ("\n\n", r"no records found"),

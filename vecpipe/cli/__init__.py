@@ -7,7 +7,10 @@ mapped to exit codes in one place, :func:`main`.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from enum import Enum
+from typing import Optional
 
 import typer
 import typer.core
@@ -66,15 +69,26 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class _LogFormat(str, Enum):
+    plain = "plain"
+    json = "json"
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    log_format: Optional[_LogFormat] = typer.Option(
+        None, "--log-format", help="Progress lines on a non-terminal stderr: plain (timestamped) or json. Also VECPIPE_LOG_FORMAT.",
+        show_default=False,
+    ),
 ) -> None:
     """Unix-style utilities for embedding-based retrieval.
 
     Stages read a table from a file or stdin (-) and write one to a file or stdout, so they chain
     through pipes, Makefiles and cron jobs.
     """
+    if log_format is not None:
+        os.environ["VECPIPE_LOG_FORMAT"] = log_format.value
 
 
 # Subcommand modules register themselves on ``app`` when imported.
@@ -84,6 +98,7 @@ from vecpipe.cli import commands as _commands  # noqa: E402,F401
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, map errors to exit codes, end quietly on a closed pipe."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _terminate_cleanly()
     debug = debug_enabled()
     if "--debug" in args:
         args.remove("--debug")
@@ -98,13 +113,18 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         _quiet_broken_pipe()
         code = 0
+    except Terminated:
+        print("vecpipe: terminated", file=sys.stderr)
+        code = 143
     except KeyboardInterrupt:
         print("vecpipe: interrupted", file=sys.stderr)
         code = 130
     except typer.Exit as exc:
         code = exc.exit_code
-    except typer.Abort:
-        code = 130
+    except typer.Abort as exc:
+        terminated = isinstance(exc.__cause__, Terminated)
+        print(f"vecpipe: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        code = 143 if terminated else 130
     except Exception as exc:  # the error boundary: one line, traceback only with --debug
         if debug:
             raise
@@ -129,6 +149,20 @@ def _is_usage_error(exc: Exception) -> bool:
 
 def _show_usage_error(exc: Exception) -> None:
     exc.show()  # type: ignore[attr-defined]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that temporary files are removed on the way out."""
+
+
+def _terminate_cleanly() -> None:
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        pass
 
 
 def _quiet_broken_pipe() -> None:

@@ -50,12 +50,24 @@ class RichProgress(Progress):
         self._bar.stop()
 
 
-def reporter(quiet: bool = False, log_format: str = "plain") -> Progress:
+LOG_FORMATS = ("plain", "json")
+
+
+def log_format() -> str:
+    """``--log-format`` (root option) or ``VECPIPE_LOG_FORMAT``: plain or json."""
+    value = os.environ.get("VECPIPE_LOG_FORMAT", "plain")
+    return value if value in LOG_FORMATS else "plain"
+
+
+def reporter(quiet: bool = False) -> Progress:
+    """A rich bar on a terminal, periodic timestamped log lines otherwise (json with --log-format json)."""
     if quiet:
         return Progress()
-    if sys.stderr.isatty() and log_format == "plain":
+    fmt = log_format()
+    if sys.stderr.isatty() and fmt == "plain":
         return RichProgress()
-    return LogProgress(fmt=log_format)
+    interval = float(os.environ.get("VECPIPE_LOG_INTERVAL", "10"))
+    return LogProgress(interval=interval, fmt=fmt)
 
 
 def note(message: str, quiet: bool = False) -> None:

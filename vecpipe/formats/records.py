@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -46,28 +46,52 @@ class _Dedup:
         self.name = name
         self.seen: set[str] = set()
 
-    def check(self, rid: str, where: str) -> None:
+    def problem(self, rid: str) -> str | None:
         if rid in self.seen:
-            raise InputError(f"{self.name}: {where}: duplicate id {rid!r}; ids must be unique, remove or rename the repeated record")
+            return f"duplicate id {rid!r}; ids must be unique, remove or rename the repeated record"
         self.seen.add(rid)
+        return None
+
+
+class _Bad(Exception):
+    """A bad record: raised as InputError, or skipped and reported with ``skip_bad``."""
+
+
+def _report(skip_bad: SkipFn | None, where: str, reason: str) -> None:
+    if skip_bad is None:
+        raise InputError(f"{where}: {reason}")
+    skip_bad(where, reason)
+
+
+def _unencodable(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"{exc.object[exc.start:exc.end]!a} at character {exc.start} cannot be encoded as UTF-8 (an unpaired surrogate?)"
+    return None
+
+
+SkipFn = Callable[[str, str], None]
 
 
 def read_records(path: "str | Path | sniff.Input", fields: Fields = Fields(), batch_size: int = 1024,
-                 opened: tuple | None = None) -> Iterator[pa.RecordBatch]:
+                 opened: tuple | None = None, skip_bad: SkipFn | None = None) -> Iterator[pa.RecordBatch]:
     """Yield record batches (``id``, ``text``) in input order; refuse malformed, empty or duplicate input.
 
     ``opened`` is the (schema, batches) of an Arrow input whose schema the caller already read.
+    ``skip_bad(where, reason)``: called for each bad record, which is then skipped instead of
+    raising (malformed JSON, missing or mistyped fields, unencodable text, duplicate ids).
     """
     inp = path if isinstance(path, sniff.Input) else sniff.Input(path)
     try:
         if inp.format == sniff.JSONL:
-            batches = _read_jsonl(inp, fields, batch_size)
+            batches = _read_jsonl(inp, fields, batch_size, skip_bad)
         elif inp.format in (sniff.PARQUET, sniff.ARROW_FILE, sniff.ARROW_STREAM):
-            batches = _read_arrow(inp, fields, batch_size, opened)
+            batches = _read_arrow(inp, fields, batch_size, opened, skip_bad)
         elif inp.format == sniff.VPI:
             raise InputError(f"{inp.name}: is a .vpi index, expected text records (JSONL, TSV, Parquet or Arrow)")
         else:
-            batches = _read_tsv(inp, batch_size)
+            batches = _read_tsv(inp, batch_size, skip_bad)
         total = 0
         for batch in batches:
             total += batch.num_rows
@@ -78,15 +102,17 @@ def read_records(path: "str | Path | sniff.Input", fields: Fields = Fields(), ba
         inp.close()
 
 
-def _lines(inp: sniff.Input) -> Iterator[tuple[int, str]]:
-    """Decoded lines with 1-based numbers; invalid UTF-8 is refused with its line number."""
+def _lines(inp: sniff.Input, skip_bad: SkipFn | None = None) -> Iterator[tuple[int, str]]:
+    """Decoded lines with 1-based numbers; invalid UTF-8 is refused (or skipped) with its line number."""
     for lineno, raw in enumerate(inp.stream, 1):
         if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         try:
-            yield lineno, raw.decode("utf-8")
+            line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InputError(f"{inp.name}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start}); convert the file to UTF-8") from None
+            _report(skip_bad, f"{inp.name}:{lineno}", f"not valid UTF-8 ({exc.reason} at byte {exc.start}); convert the file to UTF-8")
+            continue
+        yield lineno, line
 
 
 def _pick(record: dict, wanted: str | None, candidates: tuple[str, ...]) -> str | None:
@@ -102,38 +128,51 @@ def _batch(ids: list[str], texts: list[str]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.array(ids, pa.string()), pa.array(texts, pa.string())], schema=RECORD_SCHEMA)
 
 
-def _read_jsonl(inp: sniff.Input, fields: Fields, batch_size: int) -> Iterator[pa.RecordBatch]:
+def _jsonl_record(line: str, fields: Fields) -> tuple[str, str]:
+    try:
+        rec = json.loads(line)
+    except ValueError as exc:
+        raise _Bad(f"malformed JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from None
+    if not isinstance(rec, dict):
+        raise _Bad(f"expected a JSON object per line, got {type(rec).__name__}")
+    id_key = _pick(rec, fields.id, ID_FIELDS)
+    if id_key is None:
+        hint = f"--id-field {fields.id}" if fields.id else "--id-field NAME"
+        raise _Bad(f"no id field ({fields.id or ' / '.join(ID_FIELDS[:3])}); name it with {hint}")
+    text_key = _pick(rec, fields.text, TEXT_FIELDS)
+    if text_key is None or rec[text_key] is None:
+        raise _Bad(f"no text field ({fields.text or 'text'}); name it with --text-field NAME")
+    rid, text = rec[id_key], rec[text_key]
+    if isinstance(rid, (int, float)) and not isinstance(rid, bool):
+        rid = str(rid)
+    if not isinstance(rid, str) or not rid:
+        raise _Bad(f"id field {id_key!r} must be a non-empty string or number")
+    if not isinstance(text, str):
+        raise _Bad(f"text field {text_key!r} must be a string, got {type(text).__name__}")
+    title_key = _pick(rec, fields.title, TITLE_FIELDS)
+    if title_key is not None:
+        text = join_title(rec[title_key], text)
+    problem = _unencodable(rid) or _unencodable(text)
+    if problem:
+        raise _Bad(f"record {rid!r}: {problem}; fix the text or rerun with --skip-bad")
+    return rid, text
+
+
+def _read_jsonl(inp: sniff.Input, fields: Fields, batch_size: int, skip_bad: SkipFn | None = None) -> Iterator[pa.RecordBatch]:
     dedup = _Dedup(inp.name)
     ids: list[str] = []
     texts: list[str] = []
-    for lineno, line in _lines(inp):
+    for lineno, line in _lines(inp, skip_bad):
         if not line.strip():
             continue
-        where = f"{inp.name}:{lineno}"
         try:
-            rec = json.loads(line)
-        except ValueError as exc:
-            raise InputError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from None
-        if not isinstance(rec, dict):
-            raise InputError(f"{where}: expected a JSON object per line, got {type(rec).__name__}")
-        id_key = _pick(rec, fields.id, ID_FIELDS)
-        if id_key is None:
-            hint = f"--id-field {fields.id}" if fields.id else "--id-field NAME"
-            raise InputError(f"{where}: no id field ({fields.id or ' / '.join(ID_FIELDS[:3])}); name it with {hint}")
-        text_key = _pick(rec, fields.text, TEXT_FIELDS)
-        if text_key is None or rec[text_key] is None:
-            raise InputError(f"{where}: no text field ({fields.text or 'text'}); name it with --text-field NAME")
-        rid, text = rec[id_key], rec[text_key]
-        if isinstance(rid, (int, float)) and not isinstance(rid, bool):
-            rid = str(rid)
-        if not isinstance(rid, str) or not rid:
-            raise InputError(f"{where}: id field {id_key!r} must be a non-empty string or number")
-        if not isinstance(text, str):
-            raise InputError(f"{where}: text field {text_key!r} must be a string, got {type(text).__name__}")
-        title_key = _pick(rec, fields.title, TITLE_FIELDS)
-        if title_key is not None:
-            text = join_title(rec[title_key], text)
-        dedup.check(rid, f"line {lineno}")
+            rid, text = _jsonl_record(line, fields)
+            dup = dedup.problem(rid)
+            if dup:
+                raise _Bad(dup)
+        except _Bad as bad:
+            _report(skip_bad, f"{inp.name}:{lineno}", str(bad))
+            continue
         ids.append(rid)
         texts.append(text)
         if len(ids) >= batch_size:
@@ -143,25 +182,27 @@ def _read_jsonl(inp: sniff.Input, fields: Fields, batch_size: int) -> Iterator[p
         yield _batch(ids, texts)
 
 
-def _read_tsv(inp: sniff.Input, batch_size: int) -> Iterator[pa.RecordBatch]:
+def _read_tsv(inp: sniff.Input, batch_size: int, skip_bad: SkipFn | None = None) -> Iterator[pa.RecordBatch]:
     dedup = _Dedup(inp.name)
     ids: list[str] = []
     texts: list[str] = []
-    for lineno, line in _lines(inp):
+    for lineno, line in _lines(inp, skip_bad):
         line = line.rstrip("\r\n")
         if not line.strip():
             continue
         rid, sep, text = line.partition("\t")
-        if not sep:
-            raise InputError(
-                f"{inp.name}:{lineno}: expected 'id<TAB>text' (TSV) or a JSON object; no tab found on this line"
-            )
-        if lineno == 1 and rid.strip().lower() in _TSV_HEADER_IDS:
+        if lineno == 1 and sep and rid.strip().lower() in _TSV_HEADER_IDS:
             continue  # a header line
         rid = rid.strip()
-        if not rid:
-            raise InputError(f"{inp.name}:{lineno}: empty id before the tab")
-        dedup.check(rid, f"line {lineno}")
+        if not sep:
+            problem = "expected 'id<TAB>text' (TSV) or a JSON object; no tab found on this line"
+        elif not rid:
+            problem = "empty id before the tab"
+        else:
+            problem = dedup.problem(rid)
+        if problem:
+            _report(skip_bad, f"{inp.name}:{lineno}", problem)
+            continue
         ids.append(rid)
         texts.append(text)
         if len(ids) >= batch_size:
@@ -200,7 +241,8 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _read_arrow(inp: sniff.Input, fields: Fields, batch_size: int, opened: tuple | None = None) -> Iterator[pa.RecordBatch]:
+def _read_arrow(inp: sniff.Input, fields: Fields, batch_size: int, opened: tuple | None = None,
+                skip_bad: SkipFn | None = None) -> Iterator[pa.RecordBatch]:
     schema, batches = opened or open_arrow_batches(inp, batch_size)
     names = schema.names
     id_col = _find_column(names, fields.id, ID_FIELDS)
@@ -219,16 +261,21 @@ def _read_arrow(inp: sniff.Input, fields: Fields, batch_size: int, opened: tuple
             id_values = batch.column(names.index(id_col)).cast(pa.string()).to_pylist()
             text_values = batch.column(names.index(text_col)).to_pylist()
             title_values = batch.column(names.index(title_col)).to_pylist() if title_col else None
-            texts = []
+            ids, texts = [], []
             for j, (rid, text) in enumerate(zip(id_values, text_values)):
                 if rid is None or rid == "":
-                    raise InputError(f"{inp.name}: row {row + j + 1}: empty id")
-                if not isinstance(text, str):
-                    raise InputError(f"{inp.name}: row {row + j + 1}: text is {'missing' if text is None else type(text).__name__}, expected a string")
-                dedup.check(rid, f"row {row + j + 1}")
+                    problem = "empty id"
+                elif not isinstance(text, str):
+                    problem = f"text is {'missing' if text is None else type(text).__name__}, expected a string"
+                else:
+                    problem = dedup.problem(rid)
+                if problem:
+                    _report(skip_bad, f"{inp.name}: row {row + j + 1}", problem)
+                    continue
+                ids.append(rid)
                 texts.append(join_title(title_values[j], text) if title_values else text)
             row += batch.num_rows
-            if id_values:
-                yield _batch(id_values, texts)
+            if ids:
+                yield _batch(ids, texts)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{inp.name}: unreadable {inp.format} data after row {row} ({_first_line(exc)}); the file may be truncated") from None

@@ -21,6 +21,14 @@ DTYPES = {"float32": pa.float32(), "float16": pa.float16(), "int8": pa.int8(), "
 VECTOR_COLUMNS = ("embedding", "embeddings", "vector", "emb")
 
 
+def dtype_name(value_type: pa.DataType) -> str:
+    """The vocabulary name (float32, float16, int8, uint8) of an embedding value type."""
+    for name, t in DTYPES.items():
+        if t == value_type:
+            return name
+    raise InputError(f"embedding values of type {value_type} are not supported; use float32, float16, int8 or uint8")
+
+
 def vectors_schema(width: int, dtype: str, meta: dict[str, Any]) -> pa.Schema:
     if dtype not in DTYPES:
         raise ValueError(f"unsupported vector dtype {dtype}")
