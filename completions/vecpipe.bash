@@ -13,12 +13,12 @@ _vecpipe() {
             case "$prev" in
                 --format) COMPREPLY=($(compgen -W "arrow parquet" -- "$cur")); return;;
             esac
-            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--bits --center --like --output -o --format --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--bits --center --like --output -o --format --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
         build-index)
             case "$prev" in
                 --metric) COMPREPLY=($(compgen -W "ip l2 cos hamming" -- "$cur")); return;;
             esac
-            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--output -o --spec --metric --train-size --seed --nprobe --ef-search --threads --no-compress --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--output -o --spec --metric --train-size --seed --nprobe --ef-search --threads --no-compress --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
         embed)
             case "$prev" in
                 --pooling) COMPREPLY=($(compgen -W "mean cls max" -- "$cur")); return;;
@@ -30,7 +30,7 @@ _vecpipe() {
             case "$prev" in
                 --format) COMPREPLY=($(compgen -W "table tsv json" -- "$cur")); return;;
             esac
-            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--qrels --measure -m --format --per-query --output -o --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--qrels --measure -m --format --per-query --output -o --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
         inspect)
             case "$prev" in
                 --format) COMPREPLY=($(compgen -W "text json" -- "$cur")); return;;
@@ -46,19 +46,19 @@ _vecpipe() {
                 --to) COMPREPLY=($(compgen -W "int8 uint8 fp16 pq float32" -- "$cur")); return;;
                 --format) COMPREPLY=($(compgen -W "arrow parquet" -- "$cur")); return;;
             esac
-            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--to --like --dim --m --nbits --train-size --seed --output -o --format --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--to --like --dim --m --nbits --train-size --seed --output -o --format --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
         rerank)
             case "$prev" in
                 --metric) COMPREPLY=($(compgen -W "ip l2 cos hamming" -- "$cur")); return;;
                 --format) COMPREPLY=($(compgen -W "arrow parquet trec" -- "$cur")); return;;
             esac
-            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--vectors --queries -k --k --metric --allow-missing --output -o --format --tag --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--vectors --queries -k --k --metric --allow-missing --output -o --format --tag --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
         search)
             case "$prev" in
                 --format) COMPREPLY=($(compgen -W "arrow parquet trec" -- "$cur")); return;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return;;
             esac
-            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--index -i -k --k --output -o --format --tag --nprobe --ef-search --batch-size --rescore --rescore-multiplier --threads --model --prefix --device --id-field --text-field --title-field --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--index -i -k --k --output -o --format --tag --nprobe --ef-search --batch-size --rescore --rescore-multiplier --threads --model --prefix --device --id-field --text-field --title-field --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
     esac
 }
 complete -o filenames -F _vecpipe vecpipe

@@ -9,6 +9,7 @@ import typer
 from vecpipe.cli import app
 from vecpipe.cli import options as o
 from vecpipe.cli._progress import note
+from vecpipe.cli._stage import begin
 
 
 @app.command("binarize")
@@ -19,6 +20,7 @@ def binarize(
     like: Annotated[Optional[str], typer.Option("--like", help="Apply this artifact's thresholds/scales instead of learning them (binarize queries --like the corpus).", show_default=False)] = None,
     output: o.Output = None,
     format: Annotated[Optional[o.TableFormat], typer.Option("--format", help="Output format (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
+    force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Binarize float vectors into uint8 codes of ceil(dim * bits / 8) bytes.
@@ -29,10 +31,11 @@ def binarize(
     planes b_1..b_T follow one another (bit t*dim + j). The mean and the alpha_t are stored in the metadata.
     """
     from vecpipe.compress import binarize as run
-    from vecpipe.pipeline.manifest import fingerprint
 
-    inputs = {k: v for k, v in (("vectors", fingerprint(vectors)), ("like", fingerprint(like))) if v} or None
-    meta = run(vectors, output, bits=bits, center=center, like=like, fmt=format.value if format else None, inputs=inputs)
+    fmt = format.value if format else None
+    manifest = begin("binarize", output, {"vectors": vectors, "like": like},
+                     {"bits": bits, "center": center, "format": fmt}, force, quiet)
+    meta = run(vectors, output, bits=bits, center=center, like=like, fmt=fmt, manifest=manifest)
     if output not in (None, "-"):
         comp = meta["compression"]
         note(f"wrote {output}: {comp['method']} {comp['bits']} bit(s), dim {meta['dim']}", quiet)

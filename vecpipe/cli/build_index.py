@@ -9,6 +9,7 @@ import typer
 from vecpipe.cli import app
 from vecpipe.cli import options as o
 from vecpipe.cli._progress import note
+from vecpipe.cli._stage import begin
 
 
 @app.command("build-index")
@@ -23,6 +24,7 @@ def build_index(
     ef_search: Annotated[Optional[int], typer.Option("--ef-search", min=1, help="Default HNSW efSearch, recorded in the index (128).", show_default=False)] = None,
     threads: o.Threads = None,
     no_compress: Annotated[bool, typer.Option("--no-compress", help="Store the index uncompressed (larger file, loads without decompression).")] = False,
+    force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Build a faiss index over a vectors table and store it, with ids and metadata, in a .vpi file.
@@ -30,12 +32,13 @@ def build_index(
     HNSW graphs are built on one thread unless --threads is given, so the same input gives the same bytes.
     """
     from vecpipe.index import build_index as build
-    from vecpipe.pipeline.manifest import fingerprint
 
-    inputs = {"vectors": fingerprint(vectors)} if vectors != "-" else None
+    manifest = begin("build-index", output, {"vectors": vectors}, {
+        "spec": spec, "metric": metric.value if metric else None, "train_size": train_size, "seed": seed,
+        "nprobe": nprobe, "ef_search": ef_search, "threads": threads, "compress": not no_compress}, force, quiet)
     meta = build(
         vectors, output, spec=spec, metric=metric.value if metric else None, train_size=train_size, seed=seed,
         nprobe=nprobe, ef_search=ef_search, threads=threads, compress=not no_compress,
-        on_progress=lambda msg: note(msg, quiet), inputs=inputs,
+        on_progress=lambda msg: note(msg, quiet), manifest=manifest,
     )
     note(f"wrote {output}: {meta['count']} vectors, {meta['spec']}, metric {meta['metric']}", quiet)

@@ -27,6 +27,7 @@ def eval_(
     format: Annotated[Optional[EvalFormat], typer.Option("--format", help="table (default on a terminal), tsv (default otherwise) or json.", show_default=False)] = None,
     per_query: Annotated[bool, typer.Option("--per-query", help="One value per query and measure, then the means (as trec_eval -q).")] = False,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the metrics to this file instead of stdout.", show_default=False)] = None,
+    force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Evaluate a run against qrels with trec_eval's definitions.
@@ -38,7 +39,13 @@ def eval_(
     from vecpipe.formats.qrels import read_qrels
     from vecpipe.formats.runs import read_run
 
+    from vecpipe.cli._stage import begin
+    from vecpipe.pipeline.uptodate import record_sidecar
+
     measures = parse_measures(measure or None)
+    manifest = begin("eval", output, {"run": run, "qrels": qrels}, {
+        "measures": [m.name for m in measures], "format": format.value if format else "tsv", "per_query": per_query,
+    }, force, quiet) if output else None
     qrels_table = read_qrels(qrels)
     run_table = read_run(run)
     result = evaluate(run_table, qrels_table, [m.name for m in measures], run_name="run" if run == "-" else run, qrels_name=qrels)
@@ -56,6 +63,7 @@ def eval_(
 
         with atomic_open(output, "w") as fh:
             fh.write(text)
+        record_sidecar(output, manifest)
     else:
         sys.stdout.write(text)
 

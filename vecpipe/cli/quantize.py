@@ -10,6 +10,7 @@ import typer
 from vecpipe.cli import app
 from vecpipe.cli import options as o
 from vecpipe.cli._progress import note
+from vecpipe.cli._stage import begin
 
 
 class QuantizeTo(str, Enum):
@@ -32,6 +33,7 @@ def quantize(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the PQ training sample and k-means.")] = 0,
     output: o.Output = None,
     format: Annotated[Optional[o.TableFormat], typer.Option("--format", help="Output format (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
+    force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Quantize float vectors; the calibration is stored in the output's metadata.
@@ -40,11 +42,13 @@ def quantize(
     index without retraining, and search codes float queries as the index records.
     """
     from vecpipe.compress import quantize as run
-    from vecpipe.pipeline.manifest import fingerprint
 
-    inputs = {k: v for k, v in (("vectors", fingerprint(vectors)), ("like", fingerprint(like))) if v} or None
+    fmt = format.value if format else None
+    manifest = begin("quantize", output, {"vectors": vectors, "like": like}, {
+        "to": to.value if to else None, "dim": dim, "m": m, "nbits": nbits, "train_size": train_size,
+        "seed": seed, "format": fmt}, force, quiet)
     meta = run(vectors, output, to=to.value if to else None, like=like, dim=dim, m=m, nbits=nbits,
-               train_size=train_size, seed=seed, fmt=format.value if format else None, inputs=inputs,
+               train_size=train_size, seed=seed, fmt=fmt, manifest=manifest,
                on_progress=lambda msg: note(msg, quiet))
     if output not in (None, "-"):
         note(f"wrote {output}: {meta['compression']['method']}, dim {meta['dim']}", quiet)

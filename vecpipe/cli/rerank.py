@@ -9,6 +9,7 @@ import typer
 from vecpipe.cli import app
 from vecpipe.cli import options as o
 from vecpipe.cli._progress import note
+from vecpipe.cli._stage import begin
 
 
 @app.command("rerank")
@@ -22,6 +23,7 @@ def rerank(
     output: o.Output = None,
     format: Annotated[Optional[o.RunFormat], typer.Option("--format", help="arrow, parquet or trec text (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
     tag: Annotated[str, typer.Option("--tag", help="Run tag in TREC output.")] = "vecpipe",
+    force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Rescore each query's candidates exactly (ip, cos or l2 as the vectors record), re-sort and keep k.
@@ -33,8 +35,18 @@ def rerank(
     from vecpipe.formats.runs import write_run
     from vecpipe.index.rescore import rerank as run_rerank
 
+    from vecpipe.formats.runs import run_format_for
+    from vecpipe.pipeline.uptodate import record_sidecar
+
     if metric is not None and metric.value == "hamming":
         raise UsageError("--metric hamming: rerank scores float vectors; use ip, l2 or cos")
+    fmt = format.value if format else None
+    manifest = begin("rerank", output, {"run": run, "vectors": vectors, "queries": queries}, {
+        "k": k, "metric": metric.value if metric else None, "allow_missing": allow_missing, "format": fmt, "tag": tag,
+    }, force, quiet)
     table, meta = run_rerank(run, vectors, queries, k, allow_missing=allow_missing,
                              metric=metric.value if metric else None, on_note=lambda msg: note(msg, quiet))
-    write_run(table, output, fmt=format.value if format else None, tag=tag, metadata=meta)
+    meta["manifest"] = manifest
+    write_run(table, output, fmt=fmt, tag=tag, metadata=meta)
+    if output and run_format_for(output, fmt) == "trec":
+        record_sidecar(output, manifest)

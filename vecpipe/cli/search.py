@@ -9,6 +9,7 @@ import typer
 from vecpipe.cli import app
 from vecpipe.cli import options as o
 from vecpipe.cli._progress import reporter
+from vecpipe.cli._stage import begin
 
 
 @app.command("search")
@@ -31,6 +32,7 @@ def search(
     id_field: o.IdField = None,
     text_field: o.TextField = None,
     title_field: o.TitleField = None,
+    force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Search a .vpi index and write a run (qid, docid, rank, score).
@@ -41,7 +43,14 @@ def search(
     from vecpipe.formats.runs import RunWriter
     from vecpipe.index import load_index
     from vecpipe.index.query import query_vectors, search_run
+    from vecpipe.pipeline.uptodate import record_sidecar
 
+    fields = Fields(id=id_field, text=text_field, title=title_field)
+    fmt = format.value if format else None
+    manifest = begin("search", output, {"queries": queries, "index": index, "rescore": rescore}, {
+        "k": k, "format": fmt, "tag": tag, "nprobe": nprobe, "ef_search": ef_search,
+        "rescore_multiplier": rescore_multiplier if rescore else None, "model": str(model) if model else None,
+        "prefix": prefix, "fields": vars(fields)}, force, quiet)
     rescorer = None
     if rescore is not None:
         from vecpipe.index.rescore import Rescorer
@@ -68,7 +77,6 @@ def search(
 
     progress = reporter(quiet)
     progress.start("search", unit="queries")
-    fields = Fields(id=id_field, text=text_field, title=title_field)
     try:
         batches = search_run(loaded, query_vectors(queries, loaded, encoder_factory, fields, progress), k, batch_size,
                              rescorer=rescorer)
@@ -76,9 +84,12 @@ def search(
 
         run_meta = metadata.new("run", k=k, index={key: loaded.meta.get(key) for key in ("spec", "metric", "count", "dim")},
                                 model=(loaded.meta.get("model") or {}).get("name"),
-                                rescore={"multiplier": rescore_multiplier, "metric": rescorer.metric} if rescorer else None)
-        with RunWriter(output, fmt=format.value if format else None, tag=tag, metadata=run_meta) as writer:
+                                rescore={"multiplier": rescore_multiplier, "metric": rescorer.metric} if rescorer else None,
+                                manifest=manifest)
+        with RunWriter(output, fmt=fmt, tag=tag, metadata=run_meta) as writer:
             for batch in batches:
                 writer.write(batch)
+        if writer.format == "trec" and output:
+            record_sidecar(output, manifest)
     finally:
         progress.close()

@@ -93,7 +93,7 @@ def _sample(matrix: np.ndarray, train_size: int, seed: int) -> np.ndarray:
 
 
 def _write(vecs: Vectors, matrix: np.ndarray, params: dict[str, Any], out, fmt: str | None,
-           inputs: dict | None) -> dict[str, Any]:
+           manifest: dict | None) -> dict[str, Any]:
     dim = matrix.shape[1]
     width = codecs.code_width(params, dim)
     dtype = codecs.code_dtype(params)
@@ -101,7 +101,7 @@ def _write(vecs: Vectors, matrix: np.ndarray, params: dict[str, Any], out, fmt: 
     meta = metadata.new(
         "vectors", dim=dim, dtype=dtype, metric=src.get("metric"),
         normalized=True if (params.get("source_dim") != dim or src.get("normalized")) else src.get("normalized"),
-        model=src.get("model"), fields=src.get("fields"), compression=params, inputs=inputs,
+        model=src.get("model"), fields=src.get("fields"), compression=params, manifest=manifest,
     )
     schema = vectors_schema(width, dtype, meta)
     # Encode everything before opening the sink: nothing is written when encoding fails.
@@ -117,7 +117,7 @@ def _write(vecs: Vectors, matrix: np.ndarray, params: dict[str, Any], out, fmt: 
 
 def quantize(vectors: str | Path | Vectors, out: str | Path | None, to: str | None = None,
              like: str | Path | None = None, dim: int | None = None, m: int | None = None, nbits: int = 8,
-             train_size: int = 100_000, seed: int = 0, fmt: str | None = None, inputs: dict | None = None,
+             train_size: int = 100_000, seed: int = 0, fmt: str | None = None, manifest: dict | None = None,
              on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Quantize float vectors to int8/uint8 (per-dimension ranges), fp16, PQ codes, or truncate them."""
     if to is not None and to not in QUANTIZE_METHODS:
@@ -160,7 +160,7 @@ def quantize(vectors: str | Path | Vectors, out: str | Path | None, to: str | No
         params["source_dim"] = source_dim
         params["dim"] = dim
         params["normalize"] = _normalizes(vecs, source_dim, dim)
-    return _write(vecs, matrix, params, out, fmt, inputs)
+    return _write(vecs, matrix, params, out, fmt, manifest)
 
 
 def _default_m(dim: int) -> int:
@@ -179,7 +179,7 @@ def _check_source_dim(vecs: Vectors, params: dict[str, Any], like) -> None:
 
 
 def binarize(vectors: str | Path | Vectors, out: str | Path | None, bits: int | None = None, center: bool = False,
-             like: str | Path | None = None, fmt: str | None = None, inputs: dict | None = None) -> dict[str, Any]:
+             like: str | Path | None = None, fmt: str | None = None, manifest: dict | None = None) -> dict[str, Any]:
     """1-bit sign binarization (threshold 0 or the corpus mean) or 2..8-bit residual binarization."""
     if bits is not None and not 1 <= bits <= 8:
         raise InputError(f"--bits {bits} is outside 1..8; use 1 for sign bits or 2..8 for residual binarization")
@@ -204,4 +204,4 @@ def binarize(vectors: str | Path | Vectors, out: str | Path | None, bits: int | 
         params["source_dim"] = source_dim
         params["dim"] = matrix.shape[1]
         params["normalize"] = _normalizes(vecs, source_dim, matrix.shape[1])
-    return _write(vecs, matrix, params, out, fmt, inputs)
+    return _write(vecs, matrix, params, out, fmt, manifest)

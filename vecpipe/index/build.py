@@ -68,7 +68,7 @@ def build_index(
     threads: int | None = None,
     compress: bool = True,
     on_progress: Callable[[str], None] | None = None,
-    inputs: dict[str, Any] | None = None,
+    manifest: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build ``spec`` over the vectors and write the container to ``out``; return its metadata."""
     import faiss
@@ -79,7 +79,7 @@ def build_index(
     comp = compression_of(vecs)
     if comp is not None:
         return _build_compressed(vecs, comp, out, spec, metric, train_size, seed, nprobe, ef_search, compress,
-                                 on_progress, inputs)
+                                 on_progress, manifest)
     metric = check_metric(metric or default_metric(vecs.meta))
     if metric == "hamming":
         raise UsageError("--metric hamming needs binary vectors (vecpipe binarize) and a binary spec such as BFlat")
@@ -113,7 +113,7 @@ def build_index(
     finally:
         faiss.omp_set_num_threads(old_threads)
     params = search_defaults(spec, nprobe, ef_search)
-    meta = index_metadata(vecs, spec, metric, params, train_size, seed, inputs)
+    meta = index_metadata(vecs, spec, metric, params, train_size, seed, manifest)
     blob = faiss.serialize_index(index)
     vpi.write(out, meta, vecs.ids, blob, compress=compress)
     return meta
@@ -121,7 +121,7 @@ def build_index(
 
 def _build_compressed(vecs: Vectors, comp: dict[str, Any], out, spec: str, metric: str | None, train_size: int,
                       seed: int, nprobe: int | None, ef_search: int | None, compress: bool, on_progress,
-                      inputs: dict[str, Any] | None) -> dict[str, Any]:
+                      manifest: dict[str, Any] | None) -> dict[str, Any]:
     import faiss
 
     from vecpipe.index.compressed import build_compressed
@@ -130,7 +130,7 @@ def _build_compressed(vecs: Vectors, comp: dict[str, Any], out, spec: str, metri
         check_metric(metric)
     index, spec, metric, binary = build_compressed(vecs, comp, spec, metric, train_size, seed, on_progress)
     params = search_defaults(spec, nprobe, ef_search)
-    meta = index_metadata(vecs, spec, metric, params, train_size, seed, inputs)
+    meta = index_metadata(vecs, spec, metric, params, train_size, seed, manifest)
     meta["dim"] = int(comp.get("dim") or vecs.meta.get("dim") or vecs.matrix.shape[1])
     if binary:
         meta["binary"] = True
@@ -141,7 +141,7 @@ def _build_compressed(vecs: Vectors, comp: dict[str, Any], out, spec: str, metri
 
 
 def index_metadata(vecs: Vectors, spec: str, metric: str, params: dict, train_size: int, seed: int,
-                   inputs: dict[str, Any] | None) -> dict[str, Any]:
+                   manifest: dict[str, Any] | None) -> dict[str, Any]:
     source = vecs.meta
     return metadata.new(
         "index",
@@ -155,7 +155,7 @@ def index_metadata(vecs: Vectors, spec: str, metric: str, params: dict, train_si
         model=source.get("model"),
         vectors=source.get("compression"),
         normalized=True if metric == "cos" else source.get("normalized"),
-        inputs=inputs,
+        manifest=manifest,
     )
 
 
