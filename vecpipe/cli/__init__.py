@@ -40,7 +40,13 @@ class _Group(typer.core.TyperGroup):
         except BrokenPipeError:
             _quiet_broken_pipe()
             raise typer.Exit(0) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except Terminated:
+            print("vecpipe: terminated", file=sys.stderr)
+            raise typer.Exit(143) from None
+        except KeyboardInterrupt:
+            print("vecpipe: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:
             if debug_enabled() or _is_usage_error(exc):
