@@ -356,3 +356,21 @@ def test_help_of_new_commands(cli):
     for cmd in ("quantize", "binarize", "rerank"):
         res = cli(cmd, "--help")
         assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_binary_codes_are_padded_to_a_fast_width_without_changing_distances(cli, tmp_path):
+    docs = clustered(300, 40, seed=8)  # 5 bytes of bits, stored as 8
+    q = clustered(7, 40, seed=9)
+    d_path = write_vectors(tmp_path / "d.arrow", docs)
+    q_path = write_vectors(tmp_path / "q.arrow", q, prefix="q")
+    assert cli("binarize", d_path, "--bits", 1, "-o", tmp_path / "b.arrow").exit_code == 0
+    assert read_vectors(tmp_path / "b.arrow").matrix.shape == (300, 5)
+    assert cli("build-index", tmp_path / "b.arrow", "-o", tmp_path / "b.vpi", "-q").exit_code == 0
+    from vecpipe.index import load_index
+
+    assert load_index(tmp_path / "b.vpi").index.code_size == 8
+    res = cli("search", q_path, "-i", tmp_path / "b.vpi", "-k", 300, "-q")
+    assert res.exit_code == 0, res.output
+    run = _run(res.stdout_bytes)
+    ham = np.unpackbits(np.packbits(q > 0, axis=1)[:, None] ^ np.packbits(docs > 0, axis=1)[None], axis=2).sum(axis=2)
+    assert np.array_equal(run.column("score").to_numpy().reshape(7, 300), -np.sort(ham, axis=1).astype(np.float32))

@@ -80,7 +80,12 @@ class LoadedIndex:
             from vecpipe.index.compressed import encode_queries
 
             queries = encode_queries(queries, self.meta, qmeta, self.name)
-        q = queries if self.binary else prepare(queries, self.metric)
+        if self.binary:
+            from vecpipe.index.compressed import pad_codes
+
+            q = pad_codes(queries, self.index.code_size)
+        else:
+            q = prepare(queries, self.metric)
         k_eff = min(k, self.index.ntotal)
         distances, labels = self.index.search(q, k_eff)
         scores = scores_from_distances(distances, self.metric)
