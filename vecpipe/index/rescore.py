@@ -6,7 +6,8 @@ a Parquet file is scanned by its id column first and only the row groups holding
 read; an Arrow stream is read batch by batch. Memory stays bounded by the candidates, not the file.
 
 :func:`score_pairs` scores (query, docid) pairs exactly (ip, cos or l2 as the artifacts record);
-:func:`rescore_table` re-sorts a run by the exact scores (ties by docid) and keeps k per query.
+:func:`top_k` re-sorts by the exact scores (ties by docid) and keeps k per query; :func:`rerank`
+is the rerank stage and :class:`Rescorer` the second stage of `search --rescore`.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ class DocVectors:
     def _fetch_parquet(self, wanted):
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(self.path)
+        pf = pq.ParquetFile(self.path, page_checksum_verification=True)
         for rg in range(pf.num_row_groups):
             ids = pf.read_row_group(rg, columns=[self.id_col]).column(0).combine_chunks()
             if pa.types.is_dictionary(ids.type):
