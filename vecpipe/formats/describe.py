@@ -48,7 +48,7 @@ def describe(path: str | Path) -> dict[str, Any]:
                 {k: s[k] for k in ("name", "length", "raw_length", "compression")} for s in header["sections"]
             ], vecpipe=meta)
         elif inp.format == sniff.PARQUET:
-            pf = pq.ParquetFile(inp.seekable())
+            pf = pq.ParquetFile(inp.seekable(), page_checksum_verification=True)
             schema = pf.schema_arrow
             meta = metadata.read(schema)
             info.update(kind=_kind_of(schema, meta), rows=pf.metadata.num_rows, schema=_schema_fields(schema), vecpipe=meta)

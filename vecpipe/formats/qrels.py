@@ -56,7 +56,7 @@ def _read_table(inp: sniff.Input) -> pa.Table:
         if fmt == sniff.PARQUET:
             import pyarrow.parquet as pq
 
-            return pq.read_table(inp.seekable())
+            return pq.read_table(inp.seekable(), page_checksum_verification=True)
         if fmt == sniff.ARROW_FILE:
             return ipc.open_file(inp.seekable()).read_all()
         if fmt == sniff.ARROW_STREAM:

@@ -221,20 +221,53 @@ def _find_column(names: list[str], wanted: str | None, candidates: tuple[str, ..
     return None
 
 
+# What a corrupt Arrow/Parquet file makes pyarrow raise: reported as InputError, never a traceback.
+CORRUPT = (pa.ArrowException, OSError, ValueError, UnicodeError, IndexError, KeyError, MemoryError, OverflowError, EOFError)
+
+
+def corrupt_error(name: str, fmt: str, exc: BaseException, where: str = "") -> InputError:
+    return InputError(f"{name}: unreadable {fmt} data{where} ({_first_line(exc)}); the file may be truncated or corrupt")
+
+
+def _guarded(batches, name: str, fmt: str):
+    rows = 0
+    try:
+        for batch in batches:
+            batch.schema.names  # noqa: B018 - decodes field names (invalid UTF-8 raises here)
+            if fmt != sniff.PARQUET:
+                batch.validate(full=True)  # IPC buffers are taken as they are: check their sizes
+            rows += batch.num_rows
+            yield batch
+    except CORRUPT as exc:
+        raise corrupt_error(name, fmt, exc, f" after row {rows}") from None
+
+
 def open_arrow_batches(inp: sniff.Input, batch_size: int = 65536, columns: list[str] | None = None):
-    """(schema, batch iterator) of an Arrow stream, Arrow file or Parquet input."""
+    """(schema, batch iterator) of an Arrow stream, Arrow file or Parquet input.
+
+    The schema is decoded up front and the batches are read lazily; anything pyarrow raises on a
+    corrupt or truncated file becomes a one-line :class:`InputError`.
+    """
     try:
         if inp.format == sniff.PARQUET:
-            pf = pq.ParquetFile(inp.seekable())
+            pf = pq.ParquetFile(inp.seekable(), page_checksum_verification=True)
             schema = pf.schema_arrow
-            return schema, pf.iter_batches(batch_size=batch_size, columns=columns)
-        if inp.format == sniff.ARROW_FILE:
+            batches = pf.iter_batches(batch_size=batch_size, columns=columns)
+        elif inp.format == sniff.ARROW_FILE:
             reader = ipc.open_file(inp.seekable())
-            return reader.schema, (reader.get_batch(i) for i in range(reader.num_record_batches))
-        reader = ipc.open_stream(inp.stream)
-        return reader.schema, iter(reader)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{inp.name}: unreadable {inp.format} data ({_first_line(exc)}); the file may be truncated or corrupt") from None
+            schema = reader.schema
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        else:
+            reader = ipc.open_stream(inp.stream)
+            schema = reader.schema
+            batches = iter(reader)
+        schema.names  # noqa: B018 - decode names and metadata now, not halfway through
+        _ = schema.metadata
+        for f in schema:
+            str(f.type)
+    except CORRUPT as exc:
+        raise corrupt_error(inp.name, inp.format, exc) from None
+    return schema, _guarded(batches, inp.name, inp.format)
 
 
 def _first_line(exc: BaseException) -> str:

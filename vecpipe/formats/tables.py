@@ -72,7 +72,8 @@ class TableSink:
             tmp = self._stack.enter_context(atomic_path(out))
             if self.format == PARQUET:
                 self._writer = pq.ParquetWriter(
-                    tmp, schema, compression=compression, write_statistics=False, store_schema=True
+                    tmp, schema, compression=compression, write_statistics=False, store_schema=True,
+                    write_page_checksum=True,
                 )
             else:
                 self._writer = ipc.new_file(str(tmp), schema)

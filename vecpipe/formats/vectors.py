@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from vecpipe.errors import InputError
 from vecpipe.formats import metadata, sniff
-from vecpipe.formats.records import _first_line, open_arrow_batches
+from vecpipe.formats.records import CORRUPT, _first_line, open_arrow_batches
 
 DTYPES = {"float32": pa.float32(), "float16": pa.float16(), "int8": pa.int8(), "uint8": pa.uint8()}
 VECTOR_COLUMNS = ("embedding", "embeddings", "vector", "emb")
@@ -139,7 +139,7 @@ def vectors_from_arrow(name: str, schema: pa.Schema, batches) -> Iterator[tuple[
             width = mat.shape[1]
             rows += len(ids)
             yield ids, mat, meta
-    except (pa.ArrowInvalid, OSError) as exc:
+    except CORRUPT as exc:
         raise InputError(f"{name}: unreadable data after row {rows} ({_first_line(exc)}); the file may be truncated or corrupt") from None
     if rows == 0:
         raise InputError(f"{name}: no vectors in the input")
