@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from vecpipe.errors import InputError, UsageError
+from vecpipe.errors import InputError, UsageError, VecpipeError
 from vecpipe.formats import metadata, sniff
 from vecpipe.formats.records import Fields, read_records
 from vecpipe.formats.tables import TableSink, is_stdout
@@ -213,5 +213,11 @@ def embed_file(input: str | Path, out: str | Path | None, encoder, fields: Field
         if ckpt:
             ckpt.remove()
         return counts
+    except VecpipeError:
+        # Bad data or a failed model: the checkpoint cannot be resumed (fixing the input changes its
+        # fingerprint). Interrupts and kills keep it, to be resumed.
+        if ckpt:
+            ckpt.remove()
+        raise
     finally:
         progress.close()
