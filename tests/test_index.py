@@ -196,3 +196,13 @@ def test_inspect_every_artifact(cli, tmp_path, docs_queries):
     assert info["kind"] == "records" and info["rows"] == 2
     res = cli("inspect", tmp_path / "nope")
     assert res.exit_code == 1 and "no such file" in res.stderr
+
+
+def test_inspect_shortens_codebooks_on_the_terminal_but_not_in_json(cli, tmp_path, docs_queries):
+    docs, *_ = docs_queries
+    res = cli("quantize", docs, "--to", "pq", "--m", 4, "--nbits", 4, "-o", tmp_path / "pq.parquet", "-q")
+    assert res.exit_code == 0, res.stderr
+    text = cli("inspect", tmp_path / "pq.parquet").stdout
+    assert "characters)" in text and max(len(line) for line in text.splitlines()) < 200
+    full = json.loads(cli("inspect", tmp_path / "pq.parquet", "--format", "json").stdout)
+    assert "characters)" not in json.dumps(full)

@@ -111,5 +111,18 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append("sections:")
         lines += [f"  {s['name']}: {s['length']} bytes stored, {s['raw_length']} raw, {s['compression']}" for s in info["sections"]]
     if info.get("vecpipe"):
-        lines.append("vecpipe: " + json.dumps(info["vecpipe"], indent=2, sort_keys=True).replace("\n", "\n  "))
+        shown = json.dumps(_abbreviate(info["vecpipe"]), indent=2, sort_keys=True)
+        lines.append("vecpipe: " + shown.replace("\n", "\n  "))
     return "\n".join(lines)
+
+
+def _abbreviate(value: Any, limit: int = 96) -> Any:
+    """Long strings (base64 codebooks) and long lists shortened for the terminal; --format json keeps all."""
+    if isinstance(value, dict):
+        return {k: _abbreviate(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_abbreviate(v, limit) for v in value[:8]]
+        return items + [f"... {len(value) - 8} more"] if len(value) > 8 else items
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}... ({len(value)} characters)"
+    return value
