@@ -125,6 +125,8 @@ def test_empty_inputs(tiny: Encoder) -> None:
 def test_non_string_text_is_an_input_error(tiny: Encoder) -> None:
     with pytest.raises(VecpipeError, match="expected a string"):
         tiny.encode(["fine", 3])  # type: ignore[list-item]
+    with pytest.raises(VecpipeError, match="text 2: expected a string"):
+        tiny.encode(["fine", None])  # type: ignore[list-item]
 
 
 def test_pooling_from_config_and_override(tmp_path: Path) -> None:
@@ -208,6 +210,20 @@ def test_pooled_2d_output_used_as_is(tmp_path: Path) -> None:
     assert v.shape == (1, 32)
 
 
+def test_softmax_nan_guard_stripped_without_changing_results(tmp_path: Path) -> None:
+    from vecpipe.encode import resolve_model
+    from vecpipe.encode.onnx import OnnxEncoder
+
+    d = make_tiny_model(tmp_path / "guarded", layers=2, nan_guard=True)
+    spec = resolve_model(str(d))
+    fast = OnnxEncoder(spec, threads=1)
+    slow = OnnxEncoder(spec, threads=1, rewrite=False)
+    assert fast.rewritten and not slow.rewritten
+    np.testing.assert_allclose(fast.encode(TEXTS), slow.encode(TEXTS), atol=1e-6)
+    plain = OnnxEncoder(resolve_model(str(make_tiny_model(tmp_path / "plain"))), threads=1)
+    assert not plain.rewritten  # nothing to strip: loaded as it is
+
+
 def test_missing_directory_and_files(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="does not exist"):
         load_encoder(str(tmp_path / "nope"))
@@ -271,6 +287,7 @@ def test_default_model_info(default_encoder: Encoder) -> None:
     assert info["name"] == model_mod.DEFAULT_NAME
     assert info["sha256"] == model_mod.DEFAULT_SHA256
     assert info["pooling"] == "mean" and info["max_length"] == 256
+    assert getattr(default_encoder, "rewritten", None) is True
 
 
 @needs_default

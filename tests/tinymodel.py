@@ -34,12 +34,14 @@ def make_tiny_model(
     max_seq_length: int | None = None,
     max_positions: int = 512,
     pooled_output: bool = False,
+    nan_guard: bool = False,
 ) -> Path:
     """Write a tiny model directory and return its path.
 
     ``pooling``: "mean", "cls" or "max" writes ``1_Pooling/config.json`` accordingly (None: none).
     ``max_seq_length`` writes ``sentence_bert_config.json``. ``pooled_output`` makes the graph end
-    in a mean over the sequence, giving a 2-D ``sentence_embedding`` output instead.
+    in a mean over the sequence, giving a 2-D ``sentence_embedding`` output instead. ``nan_guard``
+wraps each softmax in ``Where(IsNaN(p), 0, p)`` as PyTorch's SDPA export does.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -109,6 +111,9 @@ def make_tiny_model(
         scores = node("Mul", [node("MatMul", [q, kt], f"{p}.qk"), scale], f"{p}.scores")
         scores = node("Add", [scores, bias], f"{p}.scores_masked")
         probs = node("Softmax", [scores], f"{p}.probs", axis=-1)
+        if nan_guard:
+            isnan = node("IsNaN", [probs], f"{p}.isnan")
+            probs = node("Where", [isnan, const(f"{p}.zero", 0.0), probs], f"{p}.probs_guarded")
         ctx = node("MatMul", [probs, v], f"{p}.ctx")
         ctx = node("Transpose", [ctx], f"{p}.ctx_t", perm=[0, 2, 1, 3])
         ctx = node("Reshape", [ctx, merge_shape], f"{p}.ctx_m")
