@@ -8,7 +8,6 @@ Read from BEIR TSV (``query-id corpus-id score`` with a header line), TREC qrels
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pyarrow as pa
 
 from vecpipe.errors import InputError
 from vecpipe.formats import sniff
+from vecpipe.formats.records import read_table
 
 QRELS_SCHEMA = pa.schema(
     [
@@ -41,34 +41,11 @@ def read_qrels(path: str | Path) -> pa.Table:
         if inp.format == sniff.TEXT:
             table = _read_text(inp.stream.read(), inp.name)
         else:
-            table = conform_qrels(_read_table(inp), inp.name)
+            table = conform_qrels(read_table(inp, "qrels (BEIR TSV, TREC qrels or Parquet)"), inp.name)
     if table.num_rows == 0:
         raise InputError(f"{sniff.display_name(path)}: qrels have no judgements; give a file with at least one 'qid docid rel' row")
     _check_duplicates(table, sniff.display_name(path))
     return table
-
-
-def _read_table(inp: sniff.Input) -> pa.Table:
-    import pyarrow.ipc as ipc
-
-    fmt = inp.format
-    try:
-        if fmt == sniff.PARQUET:
-            import pyarrow.parquet as pq
-
-            return pq.read_table(inp.seekable(), page_checksum_verification=True)
-        if fmt == sniff.ARROW_FILE:
-            return ipc.open_file(inp.seekable()).read_all()
-        if fmt == sniff.ARROW_STREAM:
-            return ipc.open_stream(inp.stream).read_all()
-        if fmt == sniff.JSONL:
-            import pyarrow.json as pj
-
-            return pj.read_json(io.BytesIO(inp.stream.read()))
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{inp.name}: cannot read {fmt} qrels ({first}); is the file complete?") from None
-    raise InputError(f"{inp.name}: a {fmt} file is not qrels; give BEIR TSV, TREC qrels or Parquet")
 
 
 def conform_qrels(table: pa.Table, name: str = "qrels") -> pa.Table:

@@ -158,10 +158,25 @@ def _jsonl_record(line: str, fields: Fields) -> tuple[str, str]:
     return rid, text
 
 
-def _read_jsonl(inp: sniff.Input, fields: Fields, batch_size: int, skip_bad: SkipFn | None = None) -> Iterator[pa.RecordBatch]:
-    dedup = _Dedup(inp.name)
+def _batched(pairs: Iterator[tuple[str, str]], batch_size: int) -> Iterator[pa.RecordBatch]:
     ids: list[str] = []
     texts: list[str] = []
+    for rid, text in pairs:
+        ids.append(rid)
+        texts.append(text)
+        if len(ids) >= batch_size:
+            yield _batch(ids, texts)
+            ids, texts = [], []
+    if ids:
+        yield _batch(ids, texts)
+
+
+def _read_jsonl(inp: sniff.Input, fields: Fields, batch_size: int, skip_bad: SkipFn | None = None) -> Iterator[pa.RecordBatch]:
+    return _batched(_jsonl_pairs(inp, fields, skip_bad), batch_size)
+
+
+def _jsonl_pairs(inp: sniff.Input, fields: Fields, skip_bad: SkipFn | None) -> Iterator[tuple[str, str]]:
+    dedup = _Dedup(inp.name)
     for lineno, line in _lines(inp, skip_bad):
         if not line.strip():
             continue
@@ -173,19 +188,15 @@ def _read_jsonl(inp: sniff.Input, fields: Fields, batch_size: int, skip_bad: Ski
         except _Bad as bad:
             _report(skip_bad, f"{inp.name}:{lineno}", str(bad))
             continue
-        ids.append(rid)
-        texts.append(text)
-        if len(ids) >= batch_size:
-            yield _batch(ids, texts)
-            ids, texts = [], []
-    if ids:
-        yield _batch(ids, texts)
+        yield rid, text
 
 
 def _read_tsv(inp: sniff.Input, batch_size: int, skip_bad: SkipFn | None = None) -> Iterator[pa.RecordBatch]:
+    return _batched(_tsv_pairs(inp, skip_bad), batch_size)
+
+
+def _tsv_pairs(inp: sniff.Input, skip_bad: SkipFn | None) -> Iterator[tuple[str, str]]:
     dedup = _Dedup(inp.name)
-    ids: list[str] = []
-    texts: list[str] = []
     for lineno, line in _lines(inp, skip_bad):
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -203,13 +214,7 @@ def _read_tsv(inp: sniff.Input, batch_size: int, skip_bad: SkipFn | None = None)
         if problem:
             _report(skip_bad, f"{inp.name}:{lineno}", problem)
             continue
-        ids.append(rid)
-        texts.append(text)
-        if len(ids) >= batch_size:
-            yield _batch(ids, texts)
-            ids, texts = [], []
-    if ids:
-        yield _batch(ids, texts)
+        yield rid, text
 
 
 def _find_column(names: list[str], wanted: str | None, candidates: tuple[str, ...]) -> str | None:
@@ -268,6 +273,27 @@ def open_arrow_batches(inp: sniff.Input, batch_size: int = 65536, columns: list[
     except CORRUPT as exc:
         raise corrupt_error(inp.name, inp.format, exc) from None
     return schema, _guarded(batches, inp.name, inp.format)
+
+
+def read_table(inp: sniff.Input, what: str) -> pa.Table:
+    """A whole Arrow file/stream, Parquet or JSON-lines input as one table (runs, qrels).
+
+    ``what`` names the expected content in the error for inputs of another kind.
+    """
+    try:
+        if inp.format == sniff.PARQUET:
+            return pq.read_table(inp.seekable(), page_checksum_verification=True)
+        if inp.format == sniff.ARROW_FILE:
+            return ipc.open_file(inp.seekable()).read_all()
+        if inp.format == sniff.ARROW_STREAM:
+            return ipc.open_stream(inp.stream).read_all()
+        if inp.format == sniff.JSONL:
+            import pyarrow.json as pj
+
+            return pj.read_json(pa.BufferReader(inp.stream.read()))
+    except CORRUPT as exc:
+        raise corrupt_error(inp.name, inp.format, exc) from None
+    raise InputError(f"{inp.name}: a {inp.format} file is not {what}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -25,7 +25,8 @@ import pyarrow.compute as pc
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata as _meta
 from vecpipe.formats import sniff
-from vecpipe.formats.tables import TableSink, format_for, is_stdout
+from vecpipe.formats.records import read_table
+from vecpipe.formats.tables import Sink, TableSink, format_for, is_stdout
 
 RUN_SCHEMA = pa.schema(
     [
@@ -67,30 +68,8 @@ def read_run(path: str | Path) -> pa.Table:
         fmt = inp.format
         if fmt == sniff.TEXT:
             return _read_trec(inp.stream.read(), inp.name)
-        table = _read_table(inp, fmt)
+        table = read_table(inp, "a run (Arrow, Parquet or TREC text)")
         return conform_run(table, inp.name)
-
-
-def _read_table(inp: sniff.Input, fmt: str) -> pa.Table:
-    import pyarrow.ipc as ipc
-
-    try:
-        if fmt == sniff.PARQUET:
-            import pyarrow.parquet as pq
-
-            return pq.read_table(inp.seekable(), page_checksum_verification=True)
-        if fmt == sniff.ARROW_FILE:
-            return ipc.open_file(inp.seekable()).read_all()
-        if fmt == sniff.ARROW_STREAM:
-            return ipc.open_stream(inp.stream).read_all()
-        if fmt == sniff.JSONL:
-            import pyarrow.json as pj
-
-            return pj.read_json(io.BytesIO(inp.stream.read()))
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{inp.name}: cannot read {fmt} data ({first}); is the file complete?") from None
-    raise InputError(f"{inp.name}: a {fmt} file is not a run; give a run (Arrow, Parquet or TREC text)")
 
 
 def _find_column(table: pa.Table, field: str) -> str | None:
@@ -312,7 +291,7 @@ def _conform_batch(batch: pa.RecordBatch | pa.Table) -> pa.Table:
     return table
 
 
-class RunWriter:
+class RunWriter(Sink):
     """Write a run in batches as they are produced: Arrow, Parquet or TREC text; file or stdout.
 
     >>> with RunWriter("run.trec", tag="bm25") as w:   # doctest: +SKIP
@@ -374,15 +353,6 @@ class RunWriter:
             self._sink.abort()
         else:
             self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
-
-    def __enter__(self) -> "RunWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def trec_lines(table: pa.Table, tag: str = DEFAULT_TAG) -> bytes:

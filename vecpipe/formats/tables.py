@@ -7,6 +7,7 @@ the sink closes without error.
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 import sys
 from pathlib import Path
 from typing import Iterable
@@ -54,7 +55,28 @@ def stdout_binary():
     return sys.stdout.buffer
 
 
-class TableSink:
+class Sink(ABC):
+    """A writer used as a context manager: ``close()`` on success, ``abort()`` on an exception."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Finish the output and put it in place."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop the partial output."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class TableSink(Sink):
     """Write record batches of one schema to stdout or a file, atomically for files."""
 
     def __init__(self, out: str | Path | None, schema: pa.Schema, fmt: str | None = None, compression: str = "zstd"):
@@ -106,15 +128,6 @@ class TableSink:
         with contextlib.suppress(Exception):
             self._writer.close()
         self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
-
-    def __enter__(self) -> "TableSink":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def write_table(table: pa.Table, out: str | Path | None, fmt: str | None = None) -> None:
