@@ -5,8 +5,11 @@
 
 Each stage runs as its own ``vecpipe`` process so its peak resident memory is its own (wait4's
 rusage). Tokens are the non-padding tokens the model sees (after truncation at its max length).
-With ``--compare-st``, and where sentence-transformers is importable, the same corpus is embedded
-with it too (same model, max length 256) and the throughput ratio is printed.
+With ``--compare-st``, and where sentence-transformers is importable (in this interpreter or the one
+``--st-python`` names: keep PyTorch out of vecpipe's own environment), the same corpus is embedded
+with it too, in the same run (same model all-MiniLM-L6-v2, fp32 PyTorch on the CPU, max length 256,
+batch size 32), and the throughput ratio is printed. The last row evaluates a synthetic
+1,000,000-row run through ``vecpipe eval`` (see bench_eval.py).
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ def main() -> None:
     ap.add_argument("--specs", nargs="+", default=["Flat", "HNSW32"])
     ap.add_argument("--limit", type=int, default=None, help="embed only the first N corpus records")
     ap.add_argument("--compare-st", action="store_true", help="also embed with sentence-transformers (if installed)")
+    ap.add_argument("--st-python", default=sys.executable, help="interpreter that has sentence-transformers")
+    ap.add_argument("--st-model", default=None, help="local sentence-transformers all-MiniLM-L6-v2 directory")
     args = ap.parse_args()
 
     work = args.work or Path(tempfile.mkdtemp(prefix="vecpipe-bench-"))
@@ -110,29 +115,66 @@ def main() -> None:
         wall, rss = run_stage(["eval", str(run), "--qrels", str(qrels), "--format", "json"], stdout_path=work / f"metrics.{name}.json")
         rows.append((f"eval {spec}", wall, None, None, rss, None))
 
-    print(f"\nvecpipe pipeline on {args.dataset} ({n_docs} docs, {n_queries} queries, {os.cpu_count()} cores)\n")
+    rows.append(eval_million(work))
+
+    st_rate, st_note = (None, "not asked for (--compare-st)")
+    if args.compare_st:
+        st_rate, st_note = sentence_transformers_rate(args.st_python, args.dataset, args.limit, args.st_model)
+        if st_rate is not None:
+            rows.append(("sentence-transformers", n_docs / st_rate, st_rate, n_tokens / (n_docs / st_rate), None, None))
+
+    print(f"\nvecpipe pipeline on {args.dataset} ({n_docs} docs, {n_tokens} tokens, {n_queries} queries, {os.cpu_count()} cores)\n")
     header = f"{'stage':<24} {'wall s':>8} {'items/s':>9} {'tokens/s':>9} {'peak MB':>8} {'nDCG@10':>8} {'R@100':>7}"
     print(header)
     print("-" * len(header))
     for stage, wall, rate, tok, rss, m in rows:
-        print(f"{stage:<24} {wall:8.2f} {_f(rate, 9, 1)} {_f(tok, 9, 0)} {rss:8.0f} "
+        print(f"{stage:<24} {wall:8.2f} {_f(rate, 9, 1)} {_f(tok, 9, 0)} {_f(rss, 8, 0)} "
               f"{_f(m and m['nDCG@10'], 8, 4)} {_f(m and m['R@100'], 7, 4)}")
-
-    if args.compare_st:
-        sys.path.insert(0, str(ROOT / "bench"))
-        try:
-            from bench_embed import sentence_transformers_rate  # type: ignore
-        except ImportError as exc:
-            print(f"\nsentence-transformers comparison: n/a ({exc})")
-        else:
-            st = sentence_transformers_rate(corpus)
-            if st is None:
-                print("\nsentence-transformers comparison: n/a (not installed)")
-            else:
-                print(f"\nsentence-transformers: {st:.1f} docs/s; vecpipe embed: {embed_rate:.1f} docs/s; "
-                      f"ratio {embed_rate / st:.2f}x")
+    if st_rate is not None:
+        print(f"\nembed throughput: vecpipe {embed_rate:.2f} docs/s, sentence-transformers {st_rate:.2f} docs/s "
+              f"({st_note}): ratio {embed_rate / st_rate:.2f}x")
+    else:
+        print(f"\nsentence-transformers comparison: n/a ({st_note})")
     (work / "bench.json").write_text(json.dumps(
         [dict(zip(("stage", "wall_s", "rate", "tokens_s", "peak_mb", "metrics"), r)) for r in rows], indent=2))
+
+
+def eval_million(work: Path):
+    """vecpipe eval over a synthetic 1,000,000-row run (10,000 queries x 100) read from an Arrow file."""
+    import pyarrow.ipc as ipc
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_eval import build  # type: ignore[import-not-found]
+    from vecpipe.formats.runs import RUN_SCHEMA
+
+    run, qrels = build(10_000, 100, 0, None)
+    with ipc.new_file(work / "run-1m.arrow", RUN_SCHEMA) as w:
+        w.write_table(run.cast(RUN_SCHEMA))
+    with open(work / "qrels-1m.tsv", "w") as fh:
+        fh.write("query-id\tcorpus-id\tscore\n")
+        for q, d, r in zip(*(qrels.column(c).to_pylist() for c in ("qid", "docid", "rel"))):
+            fh.write(f"{q}\t{d}\t{r}\n")
+    wall, rss = run_stage(["eval", str(work / "run-1m.arrow"), "--qrels", str(work / "qrels-1m.tsv"),
+                           "-m", "nDCG@10", "-m", "R@100", "-m", "RR@10", "-m", "AP", "--force", "-o", str(work / "m-1m.tsv")])
+    return ("eval 1M-row run", wall, run.num_rows / wall, None, rss, None)
+
+
+def sentence_transformers_rate(python: str, dataset: Path, limit: int | None, st_model: str | None) -> tuple[float | None, str]:
+    """docs/s of sentence-transformers over the same corpus, measured by bench_embed.bench_st in ``python``."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path;"
+        "from bench_embed import bench_st, read_corpus;"
+        "texts = read_corpus(Path(sys.argv[2]), int(sys.argv[3]) or None);"
+        "r, _, note = bench_st(texts, 32, sys.argv[4] or None);"
+        "print(json.dumps({'rate': len(texts) / r['wall_s'] if r else None, 'note': note}))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    res = subprocess.run([python, "-c", code, str(ROOT / "bench"), str(dataset), str(limit or 0), st_model or ""],
+                         capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        return None, (res.stderr.strip().splitlines() or ["failed"])[-1]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    return out["rate"], out["note"]
 
 
 def _f(value, width: int, digits: int) -> str:
