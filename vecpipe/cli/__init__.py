@@ -1,7 +1,7 @@
 """The ``vecpipe`` command: one typer app, one module per subcommand.
 
 Subcommand modules are thin: parse options, open streams, call one library function. Errors are
-mapped to exit codes in one place, :func:`main`.
+mapped to exit codes in one place, :func:`exit_status`.
 """
 
 from __future__ import annotations
@@ -22,40 +22,55 @@ from vecpipe.errors import VecpipeError
 def debug_enabled() -> bool:
     return os.environ.get("VECPIPE_DEBUG", "") not in ("", "0") or "--debug" in sys.argv
 
-class _Group(typer.core.TyperGroup):
-    """The error boundary: library errors become one line on stderr and an exit status.
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that temporary files are removed on the way out."""
 
-    It sits in the command group so that ``typer.testing.CliRunner`` and the installed command
-    behave the same. ``--debug`` or ``VECPIPE_DEBUG=1`` lets the traceback through.
+
+def exit_status(exc: BaseException) -> int | None:
+    """Report ``exc`` on stderr in one line and return the exit status; ``None``: let it propagate.
+
+    The one mapping of exceptions to exit codes: 1 bad data or runtime failure, 2 usage error,
+    130 interrupted, 143 terminated, 0 for a closed pipe. With ``--debug`` or ``VECPIPE_DEBUG=1``
+    errors propagate with their traceback.
     """
+    if isinstance(exc, BrokenPipeError):
+        _quiet_broken_pipe()
+        return 0
+    cause = exc.__cause__ if isinstance(exc, typer.Abort) else exc
+    if isinstance(cause, Terminated):
+        print("vecpipe: terminated", file=sys.stderr)
+        return 143
+    if isinstance(cause, (KeyboardInterrupt, typer.Abort)):
+        print("vecpipe: interrupted", file=sys.stderr)
+        return 130
+    if _is_usage_error(exc):
+        exc.show()  # type: ignore[attr-defined]
+        return 2
+    if debug_enabled():
+        return None
+    if isinstance(exc, VecpipeError):
+        print(f"vecpipe: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"vecpipe: error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+    return 1
+
+
+class _Group(typer.core.TyperGroup):
+    """Puts :func:`exit_status` around every subcommand, so that ``typer.testing.CliRunner`` and the
+    installed command behave the same."""
 
     def invoke(self, ctx):  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except VecpipeError as exc:
-            if debug_enabled():
-                raise
-            print(f"vecpipe: error: {exc}", file=sys.stderr)
-            raise typer.Exit(exc.exit_code) from None
-        except BrokenPipeError:
-            _quiet_broken_pipe()
-            raise typer.Exit(0) from None
-        except Terminated:
-            print("vecpipe: terminated", file=sys.stderr)
-            raise typer.Exit(143) from None
-        except KeyboardInterrupt:
-            print("vecpipe: interrupted", file=sys.stderr)
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort):
+        except typer.Exit:
             raise
-        except Exception as exc:
-            if debug_enabled() or _is_usage_error(exc):
+        except (Exception, KeyboardInterrupt) as exc:
+            if _is_usage_error(exc):
+                raise  # click shows it with the command's usage line
+            code = exit_status(exc)
+            if code is None:
                 raise
-            print(
-                f"vecpipe: error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-                file=sys.stderr,
-            )
-            raise typer.Exit(1) from None
+            raise typer.Exit(code) from None
 
 
 app = typer.Typer(
@@ -105,42 +120,17 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, map errors to exit codes, end quietly on a closed pipe."""
     args = list(sys.argv[1:] if argv is None else argv)
     _terminate_cleanly()
-    debug = debug_enabled()
     if "--debug" in args:
         args.remove("--debug")
     try:
         rv = app(args=args, prog_name="vecpipe", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
-    except VecpipeError as exc:
-        if debug:
-            raise
-        print(f"vecpipe: error: {exc}", file=sys.stderr)
-        code = exc.exit_code
-    except BrokenPipeError:
-        _quiet_broken_pipe()
-        code = 0
-    except Terminated:
-        print("vecpipe: terminated", file=sys.stderr)
-        code = 143
-    except KeyboardInterrupt:
-        print("vecpipe: interrupted", file=sys.stderr)
-        code = 130
     except typer.Exit as exc:
         code = exc.exit_code
-    except typer.Abort as exc:
-        terminated = isinstance(exc.__cause__, Terminated)
-        print(f"vecpipe: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        code = 143 if terminated else 130
-    except Exception as exc:  # the error boundary: one line, traceback only with --debug
-        if debug:
+    except (Exception, KeyboardInterrupt) as exc:  # parse errors and anything outside a subcommand
+        code = exit_status(exc)
+        if code is None:
             raise
-        name = type(exc).__name__
-        if _is_usage_error(exc):
-            _show_usage_error(exc)
-            code = 2
-        else:
-            print(f"vecpipe: error: {name}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
-            code = 1
     try:
         sys.stdout.flush()
     except BrokenPipeError:
@@ -151,14 +141,6 @@ def main(argv: list[str] | None = None) -> None:
 def _is_usage_error(exc: Exception) -> bool:
     # typer carries a private copy of click; its UsageError family has an exit_code of 2 and show().
     return getattr(exc, "exit_code", None) == 2 and hasattr(exc, "show")
-
-
-def _show_usage_error(exc: Exception) -> None:
-    exc.show()  # type: ignore[attr-defined]
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that temporary files are removed on the way out."""
 
 
 def _terminate_cleanly() -> None:
