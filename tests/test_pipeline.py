@@ -116,18 +116,21 @@ def test_sigkill_midway_then_rerun_resumes_byte_identical(tmp_path, tiny_model_d
     assert not [p.name for p in tmp_path.iterdir() if "vecpipe-tmp" in p.name]
 
 
-def test_sigterm_leaves_no_output_and_no_temporary_files(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signals_leave_the_old_output_and_no_temporary_files(tmp_path, tiny_model_dir, sig, status):
     corpus = write_corpus(tmp_path / "big.jsonl", 12000, seed=2)
+    (tmp_path / "out.parquet").write_bytes(b"the old output")
     proc = subprocess.Popen(VECPIPE + ["embed", str(corpus), "--model", str(tiny_model_dir), "-o", "out.parquet", "-q",
-                                       "--no-checkpoint"], cwd=tmp_path, env=_env(), stderr=subprocess.PIPE)
+                                       "--no-checkpoint", "--force"], cwd=tmp_path, env=_env(), stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not [p for p in tmp_path.iterdir() if "vecpipe-tmp" in p.name]:
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.005)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl"]
+    assert proc.returncode == status, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl", "out.parquet"]
+    assert (tmp_path / "out.parquet").read_bytes() == b"the old output"
 
 
 def test_shards_merge_byte_identical_to_unsharded(tmp_path, tiny_model_dir):
@@ -197,3 +200,30 @@ def test_log_lines_plain_and_json(tmp_path, corpus, tiny_model_dir):
     records = [json.loads(line) for line in res.stderr.strip().splitlines()]
     assert records[-1]["event"] == "done" and records[-1]["docs"] == 300 and "time" in records[-1]
     assert any(r["event"] == "progress" for r in records)
+
+
+def test_rich_progress_on_a_terminal(tmp_path, corpus, tiny_model_dir):
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(VECPIPE + ["embed", str(corpus), "--model", str(tiny_model_dir), "-o", "a.parquet"],
+                              cwd=tmp_path, stderr=follower, stdout=subprocess.DEVNULL, env=_env(), timeout=120)
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "300/300" in shown and "docs/s" in shown and "tok/s" in shown
