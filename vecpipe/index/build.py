@@ -60,6 +60,37 @@ def train_sample(n: int, train_size: int, seed: int) -> np.ndarray | None:
     return np.sort(rng.choice(n, size=train_size, replace=False))
 
 
+def train_and_add(index, data, spec: str, train_size: int, seed: int, threads: int | None,
+                  on_progress: Callable[[str], None] | None, name: str, unit: str = "vectors") -> None:
+    """Train ``index`` on a seeded sample of ``data`` when it needs training, then add all of ``data``.
+
+    HNSW insertion in parallel depends on thread timing, so HNSW graphs are built on one thread
+    (identical input gives identical bytes) unless ``threads`` asks for more.
+    """
+    import faiss
+
+    old_threads = faiss.omp_get_max_threads()
+    try:
+        if not index.is_trained:
+            sample = train_sample(len(data), train_size, seed)
+            train = data if sample is None else data[sample]
+            if on_progress:
+                on_progress(f"training {spec} on {len(train)} {unit}")
+            try:
+                index.train(train)
+            except RuntimeError as exc:
+                raise InputError(f"{name}: cannot train {spec} on {len(train)} {unit} ({_faiss_reason(exc)}); use a smaller spec or more data") from None
+        if threads:
+            faiss.omp_set_num_threads(threads)
+        elif "HNSW" in spec:
+            faiss.omp_set_num_threads(1)
+        if on_progress:
+            on_progress(f"adding {len(data)} {unit}")
+        index.add(data)
+    finally:
+        faiss.omp_set_num_threads(old_threads)
+
+
 def build_index(
     vectors: str | Path | Vectors,
     out: str | Path,
@@ -89,33 +120,12 @@ def build_index(
         raise UsageError("--metric hamming needs binary vectors (vecpipe binarize) and a binary spec such as BFlat")
     if vecs.matrix.dtype.kind != "f":
         raise InputError(f"{vecs.name}: holds {vecs.matrix.dtype} codes; build-index over float vectors here")
-    n, dim = vecs.matrix.shape
+    dim = vecs.matrix.shape[1]
     try:
         index = faiss.index_factory(dim, spec, faiss_metric(metric))
     except RuntimeError as exc:
         raise UsageError(f"--spec {spec!r}: faiss cannot build it ({_faiss_reason(exc)}); see the faiss index_factory syntax") from None
-    data = prepare(vecs.matrix, metric)
-    old_threads = faiss.omp_get_max_threads()
-    try:
-        if not index.is_trained:
-            sample = train_sample(n, train_size, seed)
-            train = data if sample is None else data[sample]
-            if on_progress:
-                on_progress(f"training {spec} on {len(train)} vectors")
-            try:
-                index.train(train)
-            except RuntimeError as exc:
-                raise InputError(f"{vecs.name}: cannot train {spec} on {len(train)} vectors ({_faiss_reason(exc)}); use a smaller spec or more data") from None
-        # HNSW insertion in parallel depends on thread timing; one thread keeps the bytes identical.
-        if threads:
-            faiss.omp_set_num_threads(threads)
-        elif "HNSW" in spec:
-            faiss.omp_set_num_threads(1)
-        if on_progress:
-            on_progress(f"adding {n} vectors")
-        index.add(data)
-    finally:
-        faiss.omp_set_num_threads(old_threads)
+    train_and_add(index, prepare(vecs.matrix, metric), spec, train_size, seed, threads, on_progress, vecs.name)
     params = search_defaults(spec, nprobe, ef_search)
     meta = index_metadata(vecs, spec, metric, params, train_size, seed, manifest)
     blob = faiss.serialize_index(index)

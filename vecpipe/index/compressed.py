@@ -66,7 +66,7 @@ def build_compressed(vecs: Vectors, comp: dict[str, Any], spec: str, metric: str
     """(faiss index, spec, metric, binary) over the stored codes of a compressed artifact."""
     import faiss
 
-    from vecpipe.index.build import _faiss_reason, train_sample
+    from vecpipe.index.build import _faiss_reason, train_and_add
     from vecpipe.index.metric import faiss_metric
 
     method = comp["method"]
@@ -82,25 +82,8 @@ def build_compressed(vecs: Vectors, comp: dict[str, Any], spec: str, metric: str
             index = faiss.index_binary_factory(codes.shape[1] * 8, spec)
         except RuntimeError as exc:
             raise UsageError(f"--spec {spec!r}: faiss cannot build this binary index ({_faiss_reason(exc)}); use BFlat, BHNSW32 or BIVF1024") from None
-        data = np.ascontiguousarray(codes, dtype=np.uint8)
-        if not index.is_trained:
-            sample = train_sample(len(data), train_size, seed)
-            train = data if sample is None else data[sample]
-            if on_progress:
-                on_progress(f"training {spec} on {len(train)} codes")
-            try:
-                index.train(train)
-            except RuntimeError as exc:
-                raise InputError(f"{vecs.name}: cannot train {spec} on {len(train)} codes ({_faiss_reason(exc)}); use a smaller spec or more data") from None
-        if "HNSW" in spec:
-            old = faiss.omp_get_max_threads()
-            faiss.omp_set_num_threads(1)
-            try:
-                index.add(data)
-            finally:
-                faiss.omp_set_num_threads(old)
-        else:
-            index.add(data)
+        train_and_add(index, np.ascontiguousarray(codes, dtype=np.uint8), spec, train_size, seed, None, on_progress,
+                      vecs.name, unit="codes")
         return index, spec, metric, True
 
     metric = metric or (vecs.meta.get("metric") if vecs.meta.get("metric") in ("ip", "l2", "cos") else "ip")
