@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +33,7 @@ class LoadedIndex:
         return self.meta["metric"]
 
     def __post_init__(self) -> None:
+        self._scan = None
         # Position of each stored id in sorted order: ties are broken by docid, ascending.
         order = np.argsort(np.asarray(self.ids.to_numpy(zero_copy_only=False), dtype=object), kind="stable")
         self._id_rank = np.empty(len(order), dtype=np.int64)
@@ -80,16 +81,30 @@ class LoadedIndex:
             from vecpipe.index.compressed import encode_queries
 
             queries = encode_queries(queries, self.meta, qmeta, self.name)
+        k_eff = min(k, self.index.ntotal)
         if self.binary:
             from vecpipe.index.compressed import pad_codes
 
             q = pad_codes(queries, self.index.code_size)
+            scan = self._hamming_scan(len(q))
+            distances, labels = scan.search(q, k_eff) if scan else self.index.search(q, k_eff)
         else:
-            q = prepare(queries, self.metric)
-        k_eff = min(k, self.index.ntotal)
-        distances, labels = self.index.search(q, k_eff)
+            distances, labels = self.index.search(prepare(queries, self.metric), k_eff)
         scores = scores_from_distances(distances, self.metric)
         return self.order(scores, labels)
+
+    def _hamming_scan(self, n_queries: int):
+        """The blocked Hamming scan (vecpipe.index.hamming) for a flat binary index, when it pays off."""
+        import faiss
+
+        from vecpipe.index import hamming
+
+        if not isinstance(self.index, faiss.IndexBinaryFlat) or not hamming.worth_it(n_queries, self.index.ntotal):
+            return None
+        if self._scan is None:
+            codes = faiss.vector_to_array(self.index.xb).reshape(self.index.ntotal, self.index.code_size)
+            self._scan = hamming.HammingScan(codes, int(self.meta.get("dim") or self.index.d))
+        return self._scan
 
     def order(self, scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         valid = labels >= 0
@@ -128,9 +143,3 @@ def load_index(path: str | Path, threads: int | None = None) -> LoadedIndex:
     loaded = LoadedIndex(index=index, ids=container.ids, meta=container.meta, name=str(path))
     loaded.set_params()
     return loaded
-
-
-def search_batches(index: LoadedIndex, batches: Iterable[tuple[pa.Array, np.ndarray]], k: int) -> Iterator[pa.RecordBatch]:
-    for qids, matrix in batches:
-        scores, labels = index.search(matrix, k)
-        yield index.run_batch(qids, scores, labels)
