@@ -147,18 +147,7 @@ def resolve_model(model: str | os.PathLike[str] | None = None) -> ModelSpec:
     """Find and check a model's files; raise :class:`ModelError` with a one-line reason."""
     if model is None or str(model) == "":
         path = default_model_path()
-        digest = verify_default(path, DEFAULT_SHA256)
-        max_positions = read_max_positions(DATA_DIR)
-        return ModelSpec(
-            name=DEFAULT_NAME,
-            onnx_path=path,
-            tokenizer_path=DATA_DIR / "tokenizer.json",
-            sha256=digest,
-            pooling=read_pooling(DATA_DIR),
-            max_length=read_max_length(DATA_DIR, max_positions),
-            max_positions=max_positions,
-            is_default=True,
-        )
+        return _spec(DEFAULT_NAME, path, DATA_DIR, verify_default(path, DEFAULT_SHA256), is_default=True)
 
     directory = Path(model).expanduser()
     if not directory.exists():
@@ -172,18 +161,23 @@ def resolve_model(model: str | os.PathLike[str] | None = None) -> ModelSpec:
         if not (directory / fname).is_file():
             raise ModelError(f"{directory}: model directory has no {fname}")
     onnx_path = directory / "model.onnx"
-    max_positions = read_max_positions(directory)
     try:
         digest = sha256_file(onnx_path)
     except OSError as exc:
         raise ModelError(f"{onnx_path}: cannot read ({exc.strerror or exc})") from None
+    return _spec(directory.resolve().name, onnx_path, directory, digest, is_default=False)
+
+
+def _spec(name: str, onnx_path: Path, config_dir: Path, sha256: str, is_default: bool) -> ModelSpec:
+    """A ModelSpec whose tokenizer, pooling and lengths come from the files in ``config_dir``."""
+    max_positions = read_max_positions(config_dir)
     return ModelSpec(
-        name=directory.resolve().name,
+        name=name,
         onnx_path=onnx_path,
-        tokenizer_path=directory / "tokenizer.json",
-        sha256=digest,
-        pooling=read_pooling(directory),
-        max_length=read_max_length(directory, max_positions),
+        tokenizer_path=config_dir / "tokenizer.json",
+        sha256=sha256,
+        pooling=read_pooling(config_dir),
+        max_length=read_max_length(config_dir, max_positions),
         max_positions=max_positions,
-        is_default=False,
+        is_default=is_default,
     )
