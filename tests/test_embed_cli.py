@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import ROOT
-from tinymodel import make_tiny_model, tiny_model_dir  # noqa: F401  (fixture)
+from tinymodel import make_tiny_model
 
 DOCS = [("a", "The cat sat on the mat."), ("b", "Stock markets fell sharply today."), ("c", "A kitten is resting on a rug.")]
 

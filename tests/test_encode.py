@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinymodel import make_tiny_model, tiny_model_dir  # noqa: F401  (fixture)
+from tinymodel import make_tiny_model
 from vecpipe.encode import Encoder, load_encoder
 from vecpipe.encode import model as model_mod
 from vecpipe.errors import ModelError, UsageError, VecpipeError

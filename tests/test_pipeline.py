@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import ROOT
-from tinymodel import tiny_model_dir  # noqa: F401  (fixture)
 
 VECPIPE = [sys.executable, "-m", "vecpipe"]
 

@@ -1,6 +1,6 @@
 """A tiny random-weight BERT-shaped ONNX model directory for tests (no download, ~4 MB, <1 s).
 
-    from tinymodel import make_tiny_model, tiny_model_dir   # fixture: a ready model directory
+    from tinymodel import make_tiny_model   # tiny_model_dir: a ready model directory (fixture, via conftest)
 
 ``make_tiny_model(dir)`` writes ``model.onnx`` (inputs input_ids / attention_mask / token_type_ids,
 int64 [batch, sequence]; output last_hidden_state float32 [batch, sequence, hidden]: word +
