@@ -197,3 +197,14 @@ def test_three_stage_subprocess_pipe(tmp_path, inputs, tiny_model_dir):
         shell=True, executable="/bin/bash", capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["measure\tvalue", "P@1\t1.0000"]
+
+
+def test_title_field_is_joined_before_the_text(cli, tmp_path, tiny_model_dir):
+    p = tmp_path / "c.jsonl"
+    p.write_text(json.dumps({"_id": "a", "heading": "Cats", "text": "sit on mats"}) + "\n")
+    (tmp_path / "same.tsv").write_text("a\tCats sit on mats\n")
+    titled = _matrix(_read(cli("embed", p, "--title-field", "heading", "--model", tiny_model_dir, "-q").stdout_bytes))
+    joined = _matrix(_read(cli("embed", tmp_path / "same.tsv", "--model", tiny_model_dir, "-q").stdout_bytes))
+    plain = _matrix(_read(cli("embed", p, "--model", tiny_model_dir, "-q").stdout_bytes))
+    np.testing.assert_allclose(titled, joined, atol=1e-6)
+    assert not np.allclose(titled, plain)

@@ -206,3 +206,22 @@ def test_inspect_shortens_codebooks_on_the_terminal_but_not_in_json(cli, tmp_pat
     assert "characters)" in text and max(len(line) for line in text.splitlines()) < 200
     full = json.loads(cli("inspect", tmp_path / "pq.parquet", "--format", "json").stdout)
     assert "characters)" not in json.dumps(full)
+
+
+def test_training_sample_options_and_search_options(cli, tmp_path, docs_queries):
+    docs, queries, *_ = docs_queries
+    a, b, c = (tmp_path / n for n in ("a.vpi", "b.vpi", "c.vpi"))
+    for path, seed in ((a, 1), (b, 1), (c, 2)):
+        res = cli("build-index", docs, "--spec", "IVF8,PQ4x4", "--train-size", 300, "--seed", seed, "-o", path, "-q")
+        assert res.exit_code == 0, res.stderr
+    assert a.read_bytes() == b.read_bytes() and a.read_bytes() != c.read_bytes()
+    meta = vpi.read_header(a)["meta"]
+    assert meta["train_size"] == 300 and meta["seed"] == 1
+    base = cli("search", queries, "--index", a, "-k", 5, "--format", "trec", "--tag", "myrun", "-q").stdout
+    assert all(line.endswith(" myrun") for line in base.splitlines())
+    batched = cli("search", queries, "--index", a, "-k", 5, "--format", "trec", "--tag", "myrun", "--batch-size", 3, "-q").stdout
+    assert batched == base
+    assert cli("search", queries, "--index", a, "-k", 5, "--tag", "two words", "-q").exit_code == 2
+    cli("build-index", docs, "--spec", "HNSW8", "-o", tmp_path / "h.vpi", "-q")
+    narrow = cli("search", queries, "--index", tmp_path / "h.vpi", "-k", 5, "--ef-search", 5, "--format", "trec", "-q")
+    assert narrow.exit_code == 0 and len(narrow.stdout.splitlines()) == 100
