@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from vecpipe.errors import InputError
 from vecpipe.formats import sniff
-from vecpipe.formats.records import read_table
+from vecpipe.formats.records import read_table, string_column
 
 QRELS_SCHEMA = pa.schema(
     [
@@ -61,8 +61,8 @@ def conform_qrels(table: pa.Table, name: str = "qrels") -> pa.Table:
             )
         cols[field] = table.column(found)
     try:
-        qid = _to_string(cols["qid"])
-        docid = _to_string(cols["docid"])
+        qid = string_column(cols["qid"])
+        docid = string_column(cols["docid"])
         rel_col = cols["rel"]
         if pa.types.is_floating(rel_col.type):
             vals = rel_col.to_numpy(zero_copy_only=False)
@@ -75,12 +75,6 @@ def conform_qrels(table: pa.Table, name: str = "qrels") -> pa.Table:
         if col.null_count:
             raise InputError(f"{name}: qrels column '{field}' has {col.null_count} empty (null) values; fill or drop those rows")
     return pa.Table.from_arrays([qid, docid, rel], schema=QRELS_SCHEMA)
-
-
-def _to_string(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    return col if col.type == pa.string() else col.cast(pa.string())
 
 
 def _parse_rel(text: str) -> int:

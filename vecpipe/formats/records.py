@@ -296,6 +296,13 @@ def read_table(inp: sniff.Input, what: str) -> pa.Table:
     raise InputError(f"{inp.name}: a {inp.format} file is not {what}")
 
 
+def string_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """An id column as plain strings (dictionary-encoded and numeric ids are converted)."""
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    return col if col.type == pa.string() else col.cast(pa.string())
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 

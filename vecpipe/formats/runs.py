@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata as _meta
 from vecpipe.formats import sniff
-from vecpipe.formats.records import read_table
+from vecpipe.formats.records import read_table, string_column
 from vecpipe.formats.tables import Sink, TableSink, format_for, is_stdout
 
 RUN_SCHEMA = pa.schema(
@@ -92,8 +92,8 @@ def run_columns(table: pa.Table, name: str = "run") -> tuple[pa.ChunkedArray, pa
             )
         cols[field] = table.column(col)
     try:
-        qid = _to_string(cols["qid"])
-        docid = _to_string(cols["docid"])
+        qid = string_column(cols["qid"])
+        docid = string_column(cols["docid"])
         score = cols["score"]
         if not (pa.types.is_float32(score.type) or pa.types.is_float64(score.type)):
             score = score.cast(pa.float32())
@@ -124,14 +124,6 @@ def conform_run(table: pa.Table, name: str = "run") -> pa.Table:
 def _schema_with(source: pa.Schema | None) -> pa.Schema:
     meta = _meta.read(source) if source is not None else {}
     return _meta.attach(RUN_SCHEMA, meta) if meta else RUN_SCHEMA
-
-
-def _to_string(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    if col.type == pa.string():
-        return col
-    return col.cast(pa.string())
 
 
 def _read_trec(data: bytes, name: str) -> pa.Table:
@@ -238,8 +230,8 @@ def sort_run(table: pa.Table) -> pa.Table:
 
     The result has :data:`RUN_SCHEMA` (a missing ``rank`` column is added).
     """
-    qid = _to_string(table.column("qid"))
-    docid = _to_string(table.column("docid"))
+    qid = string_column(table.column("qid"))
+    docid = string_column(table.column("docid"))
     score = table.column("score").cast(pa.float32())
     n = table.num_rows
     if n == 0:
@@ -363,9 +355,9 @@ def trec_lines(table: pa.Table, tag: str = DEFAULT_TAG) -> bytes:
     q0 = pa.scalar("Q0")
     tag_nl = pa.scalar(tag + "\n")
     joined = pc.binary_join_element_wise(
-        _to_string(table.column("qid")),
+        string_column(table.column("qid")),
         q0,
-        _to_string(table.column("docid")),
+        string_column(table.column("docid")),
         table.column("rank").cast(pa.string()),
         table.column("score").cast(pa.float32()).cast(pa.string()),
         tag_nl,
