@@ -24,12 +24,15 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vecpipe.compress import binarize, quantize  # noqa: E402
+from vecpipe import api, compress  # noqa: E402
 from vecpipe.evaluate import evaluate  # noqa: E402
+from vecpipe.formats import vpi  # noqa: E402
 from vecpipe.formats.qrels import read_qrels  # noqa: E402
+from vecpipe.formats.tables import write_batches  # noqa: E402
 from vecpipe.formats.vectors import Vectors, read_vectors, vectors_batch, vectors_schema  # noqa: E402
 from vecpipe.index import build_index, load_index  # noqa: E402
 from vecpipe.index.rescore import Rescorer  # noqa: E402
+from vecpipe.index.search import search_run  # noqa: E402
 
 VECPIPE = [sys.executable, "-m", "vecpipe"]
 
@@ -57,17 +60,22 @@ def test_queries(queries: Path, qrels: pa.Table) -> Vectors:
 
 
 def run_search(index_path: Path, qv: Vectors, k: int, rescore: Path | None, multiplier: int) -> tuple[pa.Table, float]:
+    """The search stage's own loop (vecpipe.index.search.search_run), timed in-process."""
     loaded = load_index(index_path)
     rescorer = Rescorer(rescore, multiplier=multiplier) if rescore else None
     t0 = time.perf_counter()
-    if rescorer is None:
-        scores, labels = loaded.search(qv.matrix, k, qv.meta)
-        batch = loaded.run_batch(qv.ids, scores, labels)
-    else:
-        _, labels = loaded.search(qv.matrix, k * multiplier, qv.meta)
-        batch = rescorer.rescore(qv.ids, qv.matrix, labels, loaded.ids, k)
+    batches = list(search_run(loaded, iter([(qv.ids, qv.matrix)]), k, batch_size=len(qv.ids), rescorer=rescorer))
     elapsed = time.perf_counter() - t0
-    return pa.Table.from_batches([batch]), len(qv.ids) / elapsed
+    return pa.Table.from_batches(batches), len(qv.ids) / elapsed
+
+
+def build_file(vectors: Path | Vectors, index: Path, spec: str, compress_index: bool = True) -> None:
+    """build-index over a vectors file (the stage) or in-memory vectors (the library)."""
+    if isinstance(vectors, Vectors):
+        built = build_index(vectors, spec=spec)
+        vpi.write(index, built.meta, built.ids, built.blob, compress=compress_index)
+    else:
+        api.build_index(vectors, index, force=True, spec=spec, compress=compress_index)
 
 
 METHODS = [
@@ -97,9 +105,9 @@ def bench_scifact(dataset: Path, work: Path, multiplier: int) -> list[dict]:
         if step is not None:
             kind, params = step
             art = work / f"corpus.{name.split()[0].replace('-', '')}{'c' if params.get('center') else ''}.arrow"
-            (quantize if kind == "quantize" else binarize)(corpus, art, **params)
+            (api.quantize if kind == "quantize" else api.binarize)(corpus, art, force=True, **params)
         index = work / f"{art.stem}.{spec}.vpi"
-        meta = build_index(art, index, spec=spec)
+        build_file(art, index, spec)
         build_s = time.perf_counter() - t0
         width = read_vectors(art).matrix
         bpv = width.shape[1] * width.dtype.itemsize
@@ -117,7 +125,6 @@ def bench_scifact(dataset: Path, work: Path, multiplier: int) -> list[dict]:
                 "nDCG@10": res["nDCG@10"], "R@100": res["R@100"], "retention": res["nDCG@10"] / base,
             })
             log(f"  {rows[-1]['method']}: nDCG@10 {res['nDCG@10']:.4f}")
-        del meta
     return rows
 
 
@@ -136,14 +143,12 @@ def clustered(n: int, dim: int, seed: int, rank: int = 32, clusters: int = 2000,
 
 def write_big_vectors(path: Path, matrix: np.ndarray, ids: pa.Array) -> None:
     from vecpipe.formats import metadata
-    from vecpipe.formats.tables import TableSink
 
     meta = metadata.new("vectors", dim=matrix.shape[1], dtype="float32", metric="cos", normalized=True,
                         model={"name": "synthetic", "sha256": "0" * 64})
     schema = vectors_schema(matrix.shape[1], "float32", meta)
-    with TableSink(path, schema) as sink:
-        for s in range(0, len(matrix), 65536):
-            sink.write(vectors_batch(ids.slice(s, min(65536, len(matrix) - s)), matrix[s : s + 65536], schema))
+    write_batches((vectors_batch(ids.slice(s, min(65536, len(matrix) - s)), matrix[s : s + 65536], schema)
+                   for s in range(0, len(matrix), 65536)), schema, path)
 
 
 def bench_synthetic(work: Path, n: int, dim: int, nq: int) -> tuple[list[dict], dict]:
@@ -160,7 +165,8 @@ def bench_synthetic(work: Path, n: int, dim: int, nq: int) -> tuple[list[dict], 
     rows = []
     results = {}
     bin_art = work / "synthetic.b1.arrow"
-    binarize(vecs, bin_art, bits=1)
+    coded = compress.binarize(vecs, bits=1)
+    write_batches(coded.batches, coded.schema, bin_art)
     methods = (("float32 Flat", vecs, "Flat", None), ("1-bit BFlat", bin_art, "BFlat", None),
                ("1-bit BFlat, faiss's scan", bin_art, "BFlat", "faiss"))
     for name, art, spec, scan in methods:
@@ -170,7 +176,7 @@ def bench_synthetic(work: Path, n: int, dim: int, nq: int) -> tuple[list[dict], 
             os.environ.pop("VECPIPE_HAMMING", None)
         index = work / f"synthetic.{spec}.vpi"
         t0 = time.perf_counter()
-        build_index(art, index, spec=spec, compress=False)
+        build_file(art, index, spec, compress_index=False)
         build_s = time.perf_counter() - t0
         loaded = load_index(index)
         t0 = time.perf_counter()
@@ -202,7 +208,7 @@ def bench_synthetic(work: Path, n: int, dim: int, nq: int) -> tuple[list[dict], 
     doc_file = work / "synthetic.docs.arrow"
     write_big_vectors(doc_file, docs, ids)
     index = work / "synthetic.BFlat.vpi"
-    build_index(bin_art, index, spec="BFlat", compress=False)
+    build_file(bin_art, index, "BFlat", compress_index=False)
     loaded = load_index(index)
     rescorer = Rescorer(doc_file, multiplier=10)
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ _vecpipe() {
             case "$prev" in
                 --format) COMPREPLY=($(compgen -W "arrow parquet" -- "$cur")); return;;
             esac
-            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--bits --center --like --output -o --format --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--bits --center --like --output -o --format --allow-mismatch --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
         build-index)
             case "$prev" in
                 --metric) COMPREPLY=($(compgen -W "ip l2 cos hamming" -- "$cur")); return;;
@@ -46,19 +46,19 @@ _vecpipe() {
                 --to) COMPREPLY=($(compgen -W "int8 uint8 fp16 pq float32" -- "$cur")); return;;
                 --format) COMPREPLY=($(compgen -W "arrow parquet" -- "$cur")); return;;
             esac
-            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--to --like --dim --m --nbits --train-size --seed --output -o --format --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--to --like --dim --m --nbits --train-size --seed --output -o --format --allow-mismatch --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
         rerank)
             case "$prev" in
-                --metric) COMPREPLY=($(compgen -W "ip l2 cos hamming" -- "$cur")); return;;
+                --metric) COMPREPLY=($(compgen -W "ip l2 cos" -- "$cur")); return;;
                 --format) COMPREPLY=($(compgen -W "arrow parquet trec" -- "$cur")); return;;
             esac
-            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--vectors --queries -k --k --metric --allow-missing --output -o --format --tag --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--vectors --queries -k --k --metric --allow-missing --output -o --format --tag --allow-mismatch --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
         search)
             case "$prev" in
                 --format) COMPREPLY=($(compgen -W "arrow parquet trec" -- "$cur")); return;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return;;
             esac
-            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--index -i -k --k --output -o --format --tag --nprobe --ef-search --batch-size --rescore --rescore-multiplier --threads --model --prefix --device --id-field --text-field --title-field --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
+            if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "--index -i -k --k --output -o --format --tag --nprobe --ef-search --batch-size --rescore --rescore-multiplier --threads --model --prefix --device --id-field --text-field --title-field --allow-mismatch --force --quiet -q" -- "$cur")); else COMPREPLY=($(compgen -f -- "$cur")); fi;;
     esac
 }
 complete -o filenames -F _vecpipe vecpipe

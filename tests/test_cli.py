@@ -95,7 +95,7 @@ def test_binary_output_to_a_terminal_is_refused(tmp_path, docs_queries):
             VECPIPE + ["search", str(docs), "--index", str(tmp_path / "none.vpi")], stdout=follower, stderr=subprocess.PIPE, env=env
         )
         assert res.returncode == 1  # the index is missing: checked before anything is written
-        from vecpipe.index import build_index
+        from vecpipe.api import build_index
 
         build_index(docs, tmp_path / "i.vpi")
         res = subprocess.run(

@@ -86,7 +86,7 @@ def test_quantize_build_search(cli, tmp_path, corpus, to, dtype, width, min_over
 def test_int8_codes_are_faiss_sq8_codes_minus_128(tmp_path, corpus):
     import faiss
 
-    from vecpipe.compress import quantize
+    from vecpipe.api import quantize
 
     docs, _, matrix, _ = corpus
     quantize(docs, tmp_path / "u.arrow", to="uint8")
@@ -99,7 +99,7 @@ def test_int8_codes_are_faiss_sq8_codes_minus_128(tmp_path, corpus):
 
 
 def test_quantize_is_deterministic_and_pq_codebooks_travel(tmp_path, corpus):
-    from vecpipe.compress import quantize
+    from vecpipe.api import quantize
 
     docs, _, matrix, _ = corpus
     for name in ("a", "b"):
@@ -293,13 +293,13 @@ def _one_line_error(res, code=1):
 @pytest.mark.parametrize("bits", [0, 9, -1])
 def test_bits_outside_range(cli, tmp_path, corpus, bits):
     docs = corpus[0]
-    msg = _one_line_error(cli("binarize", docs, "--bits", bits, "-o", tmp_path / "x.arrow"))
-    assert "1..8" in msg
+    msg = _one_line_error(cli("binarize", docs, "--bits", bits, "-o", tmp_path / "x.arrow"), code=2)  # usage (issue 7)
+    assert "--bits" in msg
     assert not (tmp_path / "x.arrow").exists()
 
 
 def test_pq_m_must_divide_dim(cli, tmp_path, corpus):
-    msg = _one_line_error(cli("quantize", corpus[0], "--to", "pq", "--m", 7, "-o", tmp_path / "x.arrow"))
+    msg = _one_line_error(cli("quantize", corpus[0], "--to", "pq", "--m", 7, "-o", tmp_path / "x.arrow"), code=2)
     assert "--m 7" in msg and "64" in msg
     assert not (tmp_path / "x.arrow").exists()
 
@@ -311,7 +311,7 @@ def test_like_of_another_kind(cli, tmp_path, corpus):
     msg = _one_line_error(cli("quantize", corpus[1], "--like", tmp_path / "b.arrow", "-o", tmp_path / "x.arrow"))
     assert "binary" in msg and "binarize --like" in msg
     _one_line_error(cli("binarize", corpus[1], "--like", tmp_path / "i.arrow", "-o", tmp_path / "x.arrow"))
-    _one_line_error(cli("quantize", corpus[1], "--to", "uint8", "--like", tmp_path / "i.arrow", "-o", tmp_path / "x.arrow"))
+    _one_line_error(cli("quantize", corpus[1], "--to", "uint8", "--like", tmp_path / "i.arrow", "-o", tmp_path / "x.arrow"), code=2)
     _one_line_error(cli("quantize", corpus[1], "--like", docs, "-o", tmp_path / "x.arrow"))  # uncompressed
     assert not (tmp_path / "x.arrow").exists()
 
@@ -325,7 +325,7 @@ def test_like_with_another_model_or_dimension(cli, tmp_path, corpus):
     small = write_vectors(tmp_path / "s.arrow", clustered(5, 32, seed=1), prefix="q", meta={"model": MODEL})
     msg = _one_line_error(cli("quantize", small, "--like", tmp_path / "i.arrow", "-o", tmp_path / "x.arrow"))
     assert "32" in msg and "64" in msg
-    _one_line_error(cli("quantize", docs, "--dim", 100, "-o", tmp_path / "x.arrow"))
+    _one_line_error(cli("quantize", docs, "--dim", 100, "-o", tmp_path / "x.arrow"), code=2)
     assert not (tmp_path / "x.arrow").exists()
 
 
@@ -348,7 +348,7 @@ def test_compressing_codes_and_bad_specs_are_refused(cli, tmp_path, corpus):
     _one_line_error(cli("build-index", tmp_path / "i.arrow", "--spec", "HNSW32", "-o", tmp_path / "x.vpi", "-q"), code=2)
     assert cli("binarize", docs, "--bits", 1, "-o", tmp_path / "b.arrow").exit_code == 0
     _one_line_error(cli("build-index", tmp_path / "b.arrow", "--metric", "ip", "-o", tmp_path / "x.vpi"), code=2)
-    _one_line_error(cli("quantize", docs, "-o", tmp_path / "x.arrow"))
+    _one_line_error(cli("quantize", docs, "-o", tmp_path / "x.arrow"), code=2)
     assert not (tmp_path / "x.arrow").exists() and not (tmp_path / "x.vpi").exists()
 
 

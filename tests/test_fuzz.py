@@ -62,7 +62,7 @@ def _check(reader: str, data: bytes) -> None:
 def _valid_samples() -> dict[str, bytes]:
     """One valid file per format, to be truncated and corrupted."""
     from vecpipe.formats import vpi
-    from vecpipe.index import build_index
+    from vecpipe.api import build_index
 
     out = {}
     with tempfile.TemporaryDirectory() as d:

@@ -25,8 +25,12 @@ def test_build_and_search_finds_the_source_docs(cli, tmp_path, docs_queries, spe
     index = tmp_path / "docs.vpi"
     res = cli("build-index", docs, "--spec", spec, "-o", index)
     assert res.exit_code == 0, res.output
-    res = cli("search", queries, "--index", index, "-k", 10, "--nprobe", 16)
+    nprobe = ["--nprobe", 16] if "IVF" in spec else []  # refused where it does not apply (issue 16)
+    res = cli("search", queries, "--index", index, "-k", 10, *nprobe)
     assert res.exit_code == 0, res.output
+    if not nprobe:
+        refused = cli("search", queries, "--index", index, "-k", 10, "--nprobe", 16)
+        assert refused.exit_code == 2 and "--nprobe does not apply" in refused.stderr
     run = _run_from_stdout(res.stdout_bytes)
     assert run.schema.names == ["qid", "docid", "rank", "score"]
     assert run.schema.field("rank").type == pa.int32()

@@ -38,21 +38,38 @@ def exit_status(exc: BaseException) -> int | None:
         return 0
     cause = exc.__cause__ if isinstance(exc, typer.Abort) else exc
     if isinstance(cause, Terminated):
-        print("vecpipe: terminated", file=sys.stderr)
+        _emit("vecpipe: terminated")
         return 143
     if isinstance(cause, (KeyboardInterrupt, typer.Abort)):
-        print("vecpipe: interrupted", file=sys.stderr)
+        _emit("vecpipe: interrupted")
         return 130
     if _is_usage_error(exc):
-        exc.show()  # type: ignore[attr-defined]
+        _emit(f"vecpipe: error: {usage_message(exc)}")
         return 2
     if debug_enabled():
         return None
     if isinstance(exc, VecpipeError):
-        print(f"vecpipe: error: {exc}", file=sys.stderr)
+        _emit(f"vecpipe: error: {exc}")
         return exc.exit_code
-    print(f"vecpipe: error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+    _emit(f"vecpipe: error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
     return 1
+
+
+def usage_message(exc: BaseException) -> str:
+    """A usage error (typer's) as one line: what is wrong and where the help is."""
+    text = " ".join(str(exc.format_message()).split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    where = getattr(ctx, "command_path", None) or "vecpipe"
+    return f"{text.rstrip('.')} (see '{where} --help')"
+
+
+def _emit(line: str) -> None:
+    if sys.stderr is None:
+        return
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 class _Group(typer.core.TyperGroup):
@@ -65,8 +82,6 @@ class _Group(typer.core.TyperGroup):
         except typer.Exit:
             raise
         except (Exception, KeyboardInterrupt) as exc:
-            if _is_usage_error(exc):
-                raise  # click shows it with the command's usage line
             code = exit_status(exc)
             if code is None:
                 raise
@@ -120,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, map errors to exit codes, end quietly on a closed pipe."""
     args = list(sys.argv[1:] if argv is None else argv)
     _terminate_cleanly()
+    _guard_standard_fds()
     if "--debug" in args:
         args.remove("--debug")
     try:
@@ -132,15 +148,42 @@ def main(argv: list[str] | None = None) -> None:
         if code is None:
             raise
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except BrokenPipeError:
         _quiet_broken_pipe()
+    except OSError:
+        pass
     sys.exit(code)
 
 
 def _is_usage_error(exc: Exception) -> bool:
     # typer carries a private copy of click; its UsageError family has an exit_code of 2 and show().
     return getattr(exc, "exit_code", None) == 2 and hasattr(exc, "show")
+
+
+def _guard_standard_fds() -> None:
+    """A closed stdin, stdout or stderr gets /dev/null on its descriptor, so that no file this process
+    opens can land on descriptors 0-2 (where C libraries' messages would corrupt it). Python's own
+    ``sys.stdin``/``sys.stdout``/``sys.stderr`` stay ``None``: a stage that needs a closed stream
+    refuses with one line, and notes to a closed stderr are dropped. A file-size limit makes writes
+    fail with EFBIG (reported as such) instead of killing the process with SIGXFSZ."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+            except OSError:
+                pass
+    if hasattr(signal, "SIGXFSZ"):
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass
 
 
 def _terminate_cleanly() -> None:

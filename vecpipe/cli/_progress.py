@@ -64,12 +64,25 @@ def reporter(quiet: bool = False) -> Progress:
     if quiet:
         return Progress()
     fmt = log_format()
+    if sys.stderr is None:
+        return Progress()
     if sys.stderr.isatty() and fmt == "plain":
         return RichProgress()
     interval = float(os.environ.get("VECPIPE_LOG_INTERVAL", "10"))
     return LogProgress(interval=interval, fmt=fmt)
 
 
+def emit(line: str) -> None:
+    """One line on stderr; nothing when stderr is closed (work never depends on it)."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        print(line, file=stream, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def note(message: str, quiet: bool = False) -> None:
     if not quiet:
-        print(f"vecpipe: {message}", file=sys.stderr)
+        emit(f"vecpipe: {message}")

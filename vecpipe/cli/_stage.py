@@ -1,26 +1,20 @@
-"""The one place every stage goes through for up-to-date checks and manifests."""
+"""The one call every command makes: run a stage with the command line's reporters."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import typer
-
-from vecpipe.cli._progress import note
-from vecpipe.pipeline.uptodate import build_manifest, is_up_to_date
+from vecpipe.cli._progress import note, reporter
+from vecpipe.pipeline.runner import Options, Outcome, Stage, run
 
 
-def begin(stage: str, out: str | Path | None, inputs: dict[str, Any], params: dict[str, Any],
-          force: bool = False, quiet: bool = False) -> dict[str, Any] | None:
-    """The stage's manifest; exits 0 with ``up to date: OUT`` when ``out`` already matches it.
+def run_stage(stage: Stage, force: bool = False, quiet: bool = False, device: str = "auto") -> Outcome:
+    """Run ``stage``: notes and progress on stderr (none with ``--quiet``), errors mapped by the CLI."""
+    options = Options(force=force, quiet=quiet, note=lambda message: note(message, quiet),
+                      progress=lambda: reporter(quiet), device=device)
+    return run(stage, options)
 
-    Output to stdout is never up to date and records no manifest, so inputs are not fingerprinted.
-    """
-    if out is None or str(out) == "-":
-        return None
-    manifest = build_manifest(stage, inputs, params)
-    if is_up_to_date(out, manifest, force):
-        note(f"up to date: {out}", quiet)
-        raise typer.Exit(0)
-    return manifest
+
+def value(option: Any) -> Any:
+    """An enum option's value (``None`` stays ``None``)."""
+    return option.value if option is not None else None

@@ -8,18 +8,18 @@ import typer
 
 from vecpipe.cli import app
 from vecpipe.cli import options as o
-from vecpipe.cli._progress import note
-from vecpipe.cli._stage import begin
+from vecpipe.cli._stage import run_stage, value
 
 
 @app.command("binarize")
 def binarize(
     vectors: o.InputArg = "-",
-    bits: Annotated[Optional[int], typer.Option("--bits", help="Bits per dimension: 1 = sign bits (Hamming search), 2..8 = residual binarization (asymmetric float scoring). Default: what --like records.", show_default=False)] = None,
-    center: Annotated[bool, typer.Option("--center", help="1-bit: threshold each dimension at the corpus mean instead of 0.")] = False,
+    bits: Annotated[Optional[int], typer.Option("--bits", min=1, max=8, help="Bits per dimension: 1 = sign bits (Hamming search), 2..8 = residual binarization (asymmetric float scoring). Default: what --like records.", show_default=False)] = None,
+    center: Annotated[bool, typer.Option("--center", help="1-bit: threshold each dimension at the corpus mean instead of 0 (not with --like).")] = False,
     like: Annotated[Optional[str], typer.Option("--like", help="Apply this artifact's thresholds/scales instead of learning them (binarize queries --like the corpus).", show_default=False)] = None,
     output: o.Output = None,
     format: Annotated[Optional[o.TableFormat], typer.Option("--format", help="Output format (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
+    allow_mismatch: o.AllowMismatch = False,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -30,12 +30,7 @@ def binarize(
     b_t = sign(r_{t-1}), alpha_t = mean |r_{t-1}| per dimension, r_t = r_{t-1} - alpha_t b_t; the bit
     planes b_1..b_T follow one another (bit t*dim + j). The mean and the alpha_t are stored in the metadata.
     """
-    from vecpipe.compress import binarize as run
+    from vecpipe.stages.compress import Binarize
 
-    fmt = format.value if format else None
-    manifest = begin("binarize", output, {"vectors": vectors, "like": like},
-                     {"bits": bits, "center": center, "format": fmt}, force, quiet)
-    meta = run(vectors, output, bits=bits, center=center, like=like, fmt=fmt, manifest=manifest)
-    if output not in (None, "-"):
-        comp = meta["compression"]
-        note(f"wrote {output}: {comp['method']} {comp['bits']} bit(s), dim {meta['dim']}", quiet)
+    run_stage(Binarize(vectors=vectors, like=like, output=output, bits=bits, center=center, format=value(format),
+                       allow_mismatch=allow_mismatch), force, quiet)

@@ -8,8 +8,7 @@ import typer
 
 from vecpipe.cli import app
 from vecpipe.cli import options as o
-from vecpipe.cli._progress import note
-from vecpipe.cli._stage import begin
+from vecpipe.cli._stage import run_stage, value
 
 
 @app.command("build-index")
@@ -18,10 +17,10 @@ def build_index(
     output: Annotated[str, typer.Option("--output", "-o", help="The .vpi file to write.")] = ...,  # type: ignore[assignment]
     spec: Annotated[str, typer.Option("--spec", help="faiss index_factory string: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ48, OPQ48,IVF1024,PQ48, SQ8, ...")] = "Flat",
     metric: Annotated[Optional[o.Metric], typer.Option("--metric", help="ip, l2 or cos (default: what the vectors record).", show_default=False)] = None,
-    train_size: Annotated[int, typer.Option("--train-size", min=1, help="Vectors sampled to train IVF/PQ/OPQ.")] = 100_000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the training sample.")] = 0,
-    nprobe: Annotated[Optional[int], typer.Option("--nprobe", min=1, help="Default IVF lists searched, recorded in the index (32).", show_default=False)] = None,
-    ef_search: Annotated[Optional[int], typer.Option("--ef-search", min=1, help="Default HNSW efSearch, recorded in the index (128).", show_default=False)] = None,
+    train_size: Annotated[int, typer.Option("--train-size", min=1, max=o.INT_MAX, help="Vectors sampled to train IVF/PQ/OPQ.")] = 100_000,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=o.INT_MAX, help="Seed of the training sample.")] = 0,
+    nprobe: Annotated[Optional[int], typer.Option("--nprobe", min=1, max=o.INT_MAX, help="Default IVF lists searched, recorded in the index (32).", show_default=False)] = None,
+    ef_search: Annotated[Optional[int], typer.Option("--ef-search", min=1, max=o.INT_MAX, help="Default HNSW efSearch, recorded in the index (128).", show_default=False)] = None,
     threads: o.Threads = None,
     no_compress: Annotated[bool, typer.Option("--no-compress", help="Store the index uncompressed (larger file, loads without decompression).")] = False,
     force: o.Force = False,
@@ -31,14 +30,9 @@ def build_index(
 
     HNSW graphs are built on one thread unless --threads is given, so the same input gives the same bytes.
     """
-    from vecpipe.index import build_index as build
+    from vecpipe.stages.build_index import BuildIndex
 
-    manifest = begin("build-index", output, {"vectors": vectors}, {
-        "spec": spec, "metric": metric.value if metric else None, "train_size": train_size, "seed": seed,
-        "nprobe": nprobe, "ef_search": ef_search, "threads": threads, "compress": not no_compress}, force, quiet)
-    meta = build(
-        vectors, output, spec=spec, metric=metric.value if metric else None, train_size=train_size, seed=seed,
+    run_stage(BuildIndex(
+        vectors=vectors, output=output, spec=spec, metric=value(metric), train_size=train_size, seed=seed,
         nprobe=nprobe, ef_search=ef_search, threads=threads, compress=not no_compress,
-        on_progress=lambda msg: note(msg, quiet), manifest=manifest,
-    )
-    note(f"wrote {output}: {meta['count']} vectors, {meta['spec']}, metric {meta['metric']}", quiet)
+    ), force, quiet)

@@ -8,8 +8,7 @@ import typer
 
 from vecpipe.cli import app
 from vecpipe.cli import options as o
-from vecpipe.cli._progress import note, reporter
-from vecpipe.cli._stage import begin
+from vecpipe.cli._stage import run_stage, value
 
 
 @app.command("embed")
@@ -39,34 +38,11 @@ def embed(
     output, finished blocks are checkpointed beside it: rerunning the same command after a kill
     reuses them, and the result is byte-identical to an uninterrupted run.
     """
-    from vecpipe.encode import load_encoder
-    from vecpipe.encode.job import embed_file, parse_shard
-    from vecpipe.encode.model import resolve_model
     from vecpipe.formats.records import Fields
+    from vecpipe.stages.embed import Embed
 
-    shard_spec = parse_shard(shard)
-    fields = Fields(id=id_field, text=text_field, title=title_field)
-    spec = resolve_model(model)
-    manifest = begin("embed", output, {"input": input}, {
-        "model": {"name": spec.name, "sha256": spec.sha256}, "pooling": pooling.value if pooling else None,
-        "max_length": max_length, "prefix": prefix, "batch_size": batch_size, "fields": vars(fields),
-        "shard": shard, "skip_bad": skip_bad, "format": format.value if format else None,
-    }, force, quiet)
-    encoder = load_encoder(
-        model=model, pooling=pooling.value if pooling else None, max_length=max_length, prefix=prefix,
-        batch_size=batch_size, threads=threads, device=device.value,
-    )
-    skipped: list[str] = []
-
-    def on_bad(where: str, reason: str) -> None:
-        skipped.append(where)
-        note(f"skipped {where}: {reason}", quiet)
-
-    counts = embed_file(
-        input, output, encoder, fields, fmt=format.value if format else None, progress=reporter(quiet),
-        manifest=manifest, shard=shard_spec, skip_bad=on_bad if skip_bad else None, checkpoint=not no_checkpoint,
-    )
-    if skipped:
-        note(f"skipped {len(skipped)} bad records", quiet)
-    if counts["reused"]:
-        note(f"reused {counts['reused']} rows from the checkpoint, embedded {counts['embedded']}", quiet)
+    run_stage(Embed(
+        input=input, output=output, model=str(model) if model else None, pooling=value(pooling), max_length=max_length,
+        prefix=prefix, batch_size=batch_size, fields=Fields(id=id_field, text=text_field, title=title_field),
+        shard=shard, skip_bad=skip_bad, format=value(format), threads=threads, checkpoints=not no_checkpoint,
+    ), force, quiet, device.value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 
 from vecpipe.cli import app
 from vecpipe.cli import options as o
+from vecpipe.cli._stage import run_stage
 
 
 class InspectFormat(str, Enum):
@@ -23,7 +23,6 @@ def inspect(
     format: Annotated[InspectFormat, typer.Option("--format", help="text or json.")] = InspectFormat.text,
 ) -> None:
     """Show an artifact's format, kind, schema, row count and vecpipe metadata (vectors, runs, qrels, .vpi, text)."""
-    from vecpipe.formats.describe import describe, render_text
+    from vecpipe.stages.inspect import Inspect
 
-    info = describe(path)
-    print(json.dumps(info, indent=2, sort_keys=True) if format == InspectFormat.json else render_text(info))
+    run_stage(Inspect(path=path, format=format.value))

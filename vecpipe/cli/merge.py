@@ -8,7 +8,7 @@ import typer
 
 from vecpipe.cli import app
 from vecpipe.cli import options as o
-from vecpipe.cli._progress import note
+from vecpipe.cli._stage import run_stage, value
 
 
 @app.command("merge")
@@ -23,14 +23,6 @@ def merge(
 
     Refuses shards of different models, dimensions or parameters, and an incomplete set.
     """
-    from vecpipe.pipeline.merge import merge_shards, merged_metadata
-    from vecpipe.pipeline.uptodate import is_up_to_date
+    from vecpipe.stages.merge import Merge
 
-    # The merged table records the unsharded job's manifest: it is up to date when that matches.
-    manifest = merged_metadata(shards).get("manifest")
-    if is_up_to_date(output, manifest, force):
-        note(f"up to date: {output}", quiet)
-        raise typer.Exit(0)
-    rows = merge_shards(shards, output, fmt=format.value if format else None)
-    if output:
-        note(f"wrote {output}: {rows} rows from {len(shards)} shards", quiet)
+    run_stage(Merge(shards=shards, output=output, format=value(format)), force, quiet)

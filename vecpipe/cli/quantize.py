@@ -9,8 +9,7 @@ import typer
 
 from vecpipe.cli import app
 from vecpipe.cli import options as o
-from vecpipe.cli._progress import note
-from vecpipe.cli._stage import begin
+from vecpipe.cli._stage import run_stage, value
 
 
 class QuantizeTo(str, Enum):
@@ -26,13 +25,14 @@ def quantize(
     vectors: o.InputArg = "-",
     to: Annotated[Optional[QuantizeTo], typer.Option("--to", help="int8/uint8 (per-dimension ranges calibrated on the input), fp16, pq (product quantizer), or float32 (truncation only). Default: what --like records.", show_default=False)] = None,
     like: Annotated[Optional[str], typer.Option("--like", help="Apply this artifact's calibration (ranges, codebooks) instead of learning it: quantize queries --like the corpus artifact.", show_default=False)] = None,
-    dim: Annotated[Optional[int], typer.Option("--dim", min=1, help="Keep the first N dimensions (Matryoshka truncation) and renormalise.", show_default=False)] = None,
-    m: Annotated[Optional[int], typer.Option("--m", min=1, help="PQ sub-quantizers; must divide the dimension (default: dim/8).", show_default=False)] = None,
-    nbits: Annotated[int, typer.Option("--nbits", min=1, max=16, help="PQ bits per sub-quantizer.")] = 8,
-    train_size: Annotated[int, typer.Option("--train-size", min=1, help="Vectors sampled to train the PQ codebooks.")] = 100_000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the PQ training sample and k-means.")] = 0,
+    dim: Annotated[Optional[int], typer.Option("--dim", min=1, max=o.INT_MAX, help="Keep the first N dimensions (Matryoshka truncation) and renormalise.", show_default=False)] = None,
+    m: Annotated[Optional[int], typer.Option("--m", min=1, max=o.INT_MAX, help="PQ sub-quantizers; must divide the dimension (default: dim/8). --to pq only.", show_default=False)] = None,
+    nbits: Annotated[Optional[int], typer.Option("--nbits", min=1, max=16, help="PQ bits per sub-quantizer (default 8). --to pq only.", show_default=False)] = None,
+    train_size: Annotated[Optional[int], typer.Option("--train-size", min=1, max=o.INT_MAX, help="Vectors sampled to train the PQ codebooks (default 100000). --to pq only.", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=o.INT_MAX, help="Seed of the PQ training sample and k-means (default 0). --to pq only.", show_default=False)] = None,
     output: o.Output = None,
     format: Annotated[Optional[o.TableFormat], typer.Option("--format", help="Output format (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
+    allow_mismatch: o.AllowMismatch = False,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -41,14 +41,9 @@ def quantize(
     int8 codes are the faiss SQ8 codes minus 128; build-index maps every kind to the matching faiss
     index without retraining, and search codes float queries as the index records.
     """
-    from vecpipe.compress import quantize as run
+    from vecpipe.stages.compress import Quantize
 
-    fmt = format.value if format else None
-    manifest = begin("quantize", output, {"vectors": vectors, "like": like}, {
-        "to": to.value if to else None, "dim": dim, "m": m, "nbits": nbits, "train_size": train_size,
-        "seed": seed, "format": fmt}, force, quiet)
-    meta = run(vectors, output, to=to.value if to else None, like=like, dim=dim, m=m, nbits=nbits,
-               train_size=train_size, seed=seed, fmt=fmt, manifest=manifest,
-               on_progress=lambda msg: note(msg, quiet))
-    if output not in (None, "-"):
-        note(f"wrote {output}: {meta['compression']['method']}, dim {meta['dim']}", quiet)
+    run_stage(Quantize(
+        vectors=vectors, like=like, output=output, to=value(to), dim=dim, m=m, nbits=nbits, train_size=train_size,
+        seed=seed, format=value(format), allow_mismatch=allow_mismatch,
+    ), force, quiet)

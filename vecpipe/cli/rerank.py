@@ -8,8 +8,7 @@ import typer
 
 from vecpipe.cli import app
 from vecpipe.cli import options as o
-from vecpipe.cli._progress import note
-from vecpipe.cli._stage import begin
+from vecpipe.cli._stage import run_stage, value
 
 
 @app.command("rerank")
@@ -17,12 +16,13 @@ def rerank(
     run: Annotated[str, typer.Argument(help="The run to rerank (Arrow, Parquet or TREC text), a file or '-' for stdin.")] = "-",
     vectors: Annotated[str, typer.Option("--vectors", help="Full-precision document vectors (Arrow file or Parquet); only the candidate rows are read.")] = ...,  # type: ignore[assignment]
     queries: Annotated[str, typer.Option("--queries", help="Float query vectors (from vecpipe embed).")] = ...,  # type: ignore[assignment]
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Results kept per query.")] = 100,
-    metric: Annotated[Optional[o.Metric], typer.Option("--metric", help="ip, l2 or cos (default: what the vectors record).", show_default=False)] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=o.INT_MAX, help="Results kept per query.")] = 100,
+    metric: Annotated[Optional[o.FloatMetric], typer.Option("--metric", help="ip, l2 or cos (default: what the vectors record).", show_default=False)] = None,
     allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Drop run rows whose docid (or qid) has no vector instead of failing.")] = False,
     output: o.Output = None,
     format: Annotated[Optional[o.RunFormat], typer.Option("--format", help="arrow, parquet or trec text (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
     tag: Annotated[str, typer.Option("--tag", help="Run tag in TREC output.")] = "vecpipe",
+    allow_mismatch: o.AllowMismatch = False,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -31,22 +31,9 @@ def rerank(
     Reads only the candidate rows of the document vectors: an Arrow IPC file is memory-mapped, a
     Parquet file is read by the row groups that hold candidates. Ties are broken by docid.
     """
-    from vecpipe.errors import UsageError
-    from vecpipe.formats.runs import write_run
-    from vecpipe.index.rescore import rerank as run_rerank
+    from vecpipe.stages.rerank import Rerank
 
-    from vecpipe.formats.runs import run_format_for
-    from vecpipe.pipeline.uptodate import record_sidecar
-
-    if metric is not None and metric.value == "hamming":
-        raise UsageError("--metric hamming: rerank scores float vectors; use ip, l2 or cos")
-    fmt = format.value if format else None
-    manifest = begin("rerank", output, {"run": run, "vectors": vectors, "queries": queries}, {
-        "k": k, "metric": metric.value if metric else None, "allow_missing": allow_missing, "format": fmt, "tag": tag,
-    }, force, quiet)
-    table, meta = run_rerank(run, vectors, queries, k, allow_missing=allow_missing,
-                             metric=metric.value if metric else None, on_note=lambda msg: note(msg, quiet))
-    meta["manifest"] = manifest
-    write_run(table, output, fmt=fmt, tag=tag, metadata=meta)
-    if output and run_format_for(output, fmt) == "trec":
-        record_sidecar(output, manifest)
+    run_stage(Rerank(
+        run_input=run, vectors=vectors, queries=queries, output=output, k=k, metric=value(metric),
+        allow_missing=allow_missing, format=value(format), tag=tag, allow_mismatch=allow_mismatch,
+    ), force, quiet)

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
+from vecpipe.metric import l2_normalize
+
 SCALAR = ("int8", "uint8")
-METHODS = ("int8", "uint8", "fp16", "pq", "binary", "residual", "float32")
 
 
 def _floats(values: np.ndarray) -> list[float]:
@@ -42,13 +44,9 @@ def _array(values: Any) -> np.ndarray:
 
 def truncate(matrix: np.ndarray, dim: int, renormalize: bool = True) -> np.ndarray:
     """Matryoshka truncation to the first ``dim`` dimensions, L2-renormalised."""
-    out = np.ascontiguousarray(matrix[:, :dim], dtype=np.float32)
     if renormalize:
-        if out.base is not None or out is matrix:
-            out = out.copy()
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        np.divide(out, norms, out=out, where=norms > 0)
-    return out
+        return l2_normalize(matrix[:, :dim])
+    return np.ascontiguousarray(matrix[:, :dim], dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------------------- scalar
@@ -181,52 +179,75 @@ def residual_decode(codes: np.ndarray, params: dict[str, Any], dim: int) -> np.n
     return out
 
 
-# ------------------------------------------------------------------------------------- dispatch
+# ------------------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One compression method: how its codes are stored, made and read back.
+
+    ``dtype``: the stored element type; ``width(params, dim)``: bytes (or elements) per vector;
+    ``encode``/``decode`` between float32 rows and codes; ``binary``: 1-bit codes searched with
+    Hamming distance.
+    """
+
+    method: str
+    dtype: str
+    width: Callable[[dict[str, Any], int], int]
+    encode: Callable[[np.ndarray, dict[str, Any], int], np.ndarray]
+    decode: Callable[[np.ndarray, dict[str, Any], int], np.ndarray]
+    binary: bool = False
+
+
+def _same_width(params: dict[str, Any], dim: int) -> int:
+    return dim
+
+
+#: Every method by name. A new codec is one entry here (plus, if an index serves its codes as they
+#: are, one builder in :mod:`vecpipe.index.compressed`).
+CODECS: dict[str, Codec] = {
+    "int8": Codec("int8", "int8", _same_width, lambda m, p, d: scalar_encode(m, p), lambda c, p, d: scalar_decode(c, p)),
+    "uint8": Codec("uint8", "uint8", _same_width, lambda m, p, d: scalar_encode(m, p), lambda c, p, d: scalar_decode(c, p)),
+    "fp16": Codec("fp16", "float16", _same_width, lambda m, p, d: np.asarray(m, dtype=np.float16),
+                  lambda c, p, d: np.asarray(c, dtype=np.float32)),
+    "float32": Codec("float32", "float32", _same_width, lambda m, p, d: np.asarray(m, dtype=np.float32),
+                     lambda c, p, d: np.asarray(c, dtype=np.float32)),
+    "pq": Codec("pq", "uint8", lambda p, d: (int(p["m"]) * int(p["nbits"]) + 7) // 8, pq_encode, pq_decode),
+    "binary": Codec("binary", "uint8", lambda p, d: (d + 7) // 8, lambda m, p, d: binary_encode(m, p),
+                    lambda c, p, d: binary_unpack(c, d), binary=True),
+    "residual": Codec("residual", "uint8", lambda p, d: (d * int(p["bits"]) + 7) // 8,
+                      lambda m, p, d: residual_encode(m, p), residual_decode),
+}
+METHODS = tuple(CODECS)
+
+
+def codec(params: dict[str, Any]) -> Codec:
+    method = params.get("method")
+    if method not in CODECS:
+        raise ValueError(f"unknown compression method {method}")
+    return CODECS[method]
 
 
 def code_width(params: dict[str, Any], dim: int) -> int:
-    method = params["method"]
-    if method in SCALAR or method in ("fp16", "float32"):
-        return dim
-    if method == "pq":
-        return (int(params["m"]) * int(params["nbits"]) + 7) // 8
-    if method == "binary":
-        return (dim + 7) // 8
-    return (dim * int(params["bits"]) + 7) // 8
+    return codec(params).width(params, dim)
 
 
 def code_dtype(params: dict[str, Any]) -> str:
-    return {"int8": "int8", "fp16": "float16", "float32": "float32"}.get(params["method"], "uint8")
+    return codec(params).dtype
 
 
 def encode(matrix: np.ndarray, params: dict[str, Any], dim: int) -> np.ndarray:
-    method = params["method"]
-    if method in SCALAR:
-        return scalar_encode(matrix, params)
-    if method == "fp16":
-        return np.asarray(matrix, dtype=np.float16)
-    if method == "float32":
-        return np.asarray(matrix, dtype=np.float32)
-    if method == "pq":
-        return pq_encode(matrix, params, dim)
-    if method == "binary":
-        return binary_encode(matrix, params)
-    if method == "residual":
-        return residual_encode(matrix, params)
-    raise ValueError(f"unknown compression method {method}")
+    return codec(params).encode(matrix, params, dim)
 
 
 def decode(codes: np.ndarray, params: dict[str, Any], dim: int) -> np.ndarray:
     """Float32 reconstruction of codes (for 1-bit codes: ±1 per dimension)."""
-    method = params["method"]
-    if method in SCALAR:
-        return scalar_decode(codes, params)
-    if method in ("fp16", "float32"):
-        return np.asarray(codes, dtype=np.float32)
-    if method == "pq":
-        return pq_decode(codes, params, dim)
-    if method == "binary":
-        return binary_unpack(codes, dim)
-    if method == "residual":
-        return residual_decode(codes, params, dim)
-    raise ValueError(f"unknown compression method {method}")
+    return codec(params).decode(codes, params, dim)
+
+
+def train_sample(n: int, train_size: int, seed: int) -> np.ndarray | None:
+    """Sorted row indices of a seeded training sample of ``train_size`` rows (None: use all ``n``)."""
+    if n <= train_size:
+        return None
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=train_size, replace=False))

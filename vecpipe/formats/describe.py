@@ -35,14 +35,15 @@ def _kind_of(schema: pa.Schema, meta: dict[str, Any]) -> str:
 def describe(path: str | Path) -> dict[str, Any]:
     inp = sniff.Input(path)
     info: dict[str, Any] = {"path": inp.name, "format": inp.format}
-    if inp.path is not None:
+    if inp.compression:
+        info["compression"] = inp.compression
+    if inp.path is not None and inp.regular:
         info["bytes"] = inp.path.stat().st_size
     try:
         if inp.format == sniff.VPI:
-            if inp.path is None:
-                raise InputError("<stdin>: a .vpi index must be inspected from a file")
-            header = vpi.read_header(inp.path)
-            vpi.read(inp.path)  # verifies sizes and checksums
+            local = inp.local_path()
+            header = vpi.read_header(local, name=inp.name)
+            vpi.read(local, name=inp.name)  # verifies sizes and checksums
             meta = header["meta"]
             info.update(kind="index", rows=meta.get("count"), sections=[
                 {k: s[k] for k in ("name", "length", "raw_length", "compression")} for s in header["sections"]
@@ -101,7 +102,7 @@ def _describe_text(inp: sniff.Input) -> dict[str, Any]:
 
 
 def render_text(info: dict[str, Any]) -> str:
-    lines = [f"{k}: {info[k]}" for k in ("path", "format", "kind", "rows", "bytes") if k in info]
+    lines = [f"{k}: {info[k]}" for k in ("path", "format", "compression", "kind", "rows", "bytes") if k in info]
     if info.get("schema"):
         lines.append("schema:")
         lines += [f"  {f['name']}: {f['type']}" for f in info["schema"]]

@@ -53,3 +53,43 @@ def attach(schema: pa.Schema, meta: dict[str, Any]) -> pa.Schema:
     existing = dict(schema.metadata or {})
     existing[KEY] = dumps(meta)
     return schema.with_metadata(existing)
+
+
+# What makes two vector sets comparable: (metadata path, how the message names it). Each is compared
+# only where both artifacts record it, so tables from other tools (no metadata) still combine.
+_MODEL_KEYS = (("sha256", "model"), ("pooling", "pooling"), ("normalize", "normalisation"))
+
+
+def _model_label(meta: dict[str, Any], key: str) -> str:
+    model = meta.get("model") or {}
+    if key == "sha256":
+        return str(model.get("name") or model.get("sha256", "")[:12])
+    if key == "normalize":
+        return "L2-normalised vectors" if model.get(key) else "unnormalised vectors"
+    return f"{key} {model.get(key)}"
+
+
+def model_mismatch(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: str) -> str | None:
+    """Why vectors described by ``a`` and ``b`` do not come from the same model, or ``None``.
+
+    Compares the model's sha256, pooling and normalisation where both record them.
+    """
+    ma, mb = (a or {}).get("model") or {}, (b or {}).get("model") or {}
+    for key, _label in _MODEL_KEYS:
+        va, vb = ma.get(key), mb.get(key)
+        if va is not None and vb is not None and va != vb:
+            if key == "sha256" and ma.get("name") == mb.get("name"):
+                return (f"{a_name}: embedded with {ma.get('name')} (sha256 {str(va)[:12]}) but {b_name} with another "
+                        f"file of that name (sha256 {str(vb)[:12]})")
+            return f"{a_name}: embedded with {_model_label(a, key)} but {b_name} with {_model_label(b, key)}"
+    return None
+
+
+def check_same_model(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: str, fix: str,
+                     allow_mismatch: bool = False) -> None:
+    """Refuse to combine vectors of two models (``fix`` says what to do instead)."""
+    from vecpipe.errors import InputError
+
+    why = model_mismatch(a, b, a_name, b_name)
+    if why and not allow_mismatch:
+        raise InputError(f"{why}; {fix}, or --allow-mismatch if you mean it")

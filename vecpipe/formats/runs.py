@@ -16,7 +16,7 @@ import contextlib
 import io
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +26,7 @@ from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata as _meta
 from vecpipe.formats import sniff
 from vecpipe.formats.records import read_table, string_column
-from vecpipe.formats.tables import Sink, TableSink, format_for, is_stdout
+from vecpipe.formats.tables import Sink, TableSink
 
 RUN_SCHEMA = pa.schema(
     [
@@ -42,8 +42,6 @@ PARQUET = "parquet"
 TREC = "trec"
 RUN_FORMATS = (ARROW, PARQUET, TREC)
 DEFAULT_TAG = "vecpipe"
-
-_TREC_EXTS = {".trec": TREC, ".run": TREC, ".txt": TREC, ".tsv": TREC}
 
 # Column names accepted for each run field, in order of preference.
 _ALIASES = {
@@ -222,6 +220,18 @@ def _read_trec_slow(data: bytes, name: str) -> pa.Table:
     )
 
 
+def first_duplicate_pair(table: pa.Table) -> tuple[str, str] | None:
+    """The first (qid, docid) listed more than once in a run, or ``None``."""
+    if table.num_rows < 2:
+        return None
+    keys = pa.table({"q": string_column(table.column("qid")), "d": string_column(table.column("docid"))})
+    counts = keys.group_by(["q", "d"]).aggregate([([], "count_all")])
+    if counts.num_rows == keys.num_rows:
+        return None
+    dup = counts.filter(pc.greater(counts.column("count_all"), 1)).slice(0, 1).to_pylist()[0]
+    return str(dup["q"]), str(dup["d"])
+
+
 # ----------------------------------------------------------------------------------------- ordering
 
 
@@ -266,12 +276,9 @@ def _ranks_from_sorted_groups(codes: np.ndarray) -> np.ndarray:
 
 def run_format_for(out: str | Path | None, fmt: str | None = None) -> str:
     """The run output format: ``fmt``, else by extension (``.trec``/``.run``/``.txt`` TREC), else Arrow."""
-    if fmt:
-        fmt = fmt.lower()
-        if fmt not in RUN_FORMATS:
-            raise UsageError(f"unknown run format {fmt!r}; use one of {', '.join(RUN_FORMATS)}")
-        return fmt
-    return format_for(out, None, extra=_TREC_EXTS)
+    from vecpipe.formats import registry
+
+    return registry.output_format(registry.RUN, out, fmt).name
 
 
 def _conform_batch(batch: pa.RecordBatch | pa.Table) -> pa.Table:
@@ -283,43 +290,44 @@ def _conform_batch(batch: pa.RecordBatch | pa.Table) -> pa.Table:
     return table
 
 
-class RunWriter(Sink):
-    """Write a run in batches as they are produced: Arrow, Parquet or TREC text; file or stdout.
+def check_tag(tag: str) -> str:
+    if not tag or any(c.isspace() for c in tag):
+        raise UsageError(f"run tag {tag!r} must be non-empty and contain no whitespace")
+    return tag
 
-    >>> with RunWriter("run.trec", tag="bm25") as w:   # doctest: +SKIP
-    ...     w.write(batch)
 
-    Files appear under their final name only when the writer closes without error. Batches are
-    written in the order given; each must carry qid, docid, score (and rank; a batch without rank is
-    ordered with :func:`sort_run`, so give all rows of a query in one batch).
+class RunSink(Sink):
+    """Write a run in batches as they are produced: Arrow, Parquet or TREC text, to a destination
+    path (see :mod:`vecpipe.formats.targets`) or stdout (``dest=None``).
+
+    Batches are written in the order given; each must carry qid, docid, score (and rank; a batch
+    without rank is ordered with :func:`sort_run`, so give all rows of a query in one batch). For
+    TREC text, :attr:`digest` is the sha256 of the bytes written.
     """
 
-    def __init__(
-        self,
-        out: str | Path | None,
-        fmt: str | None = None,
-        tag: str = DEFAULT_TAG,
-        metadata: dict | None = None,
-    ):
-        self.out = out
-        self.format = run_format_for(out, fmt)
+    def __init__(self, dest: Path | None, fmt: str = ARROW, tag: str = DEFAULT_TAG, metadata: dict | None = None):
+        import hashlib
+
+        self.format = fmt
         self.rows = 0
-        if not tag or any(c.isspace() for c in tag):
-            raise UsageError(f"run tag {tag!r} must be non-empty and contain no whitespace")
-        self.tag = tag
-        self._stack = contextlib.ExitStack()
+        self.tag = check_tag(tag)
+        self._hash = hashlib.sha256()
         self._sink: TableSink | None = None
-        self._fh = None
+        self._fh: Any = None
+        self._own = False
         if self.format == TREC:
-            if is_stdout(out):
+            if dest is None:
                 self._fh = sys.stdout.buffer
             else:
-                from vecpipe.pipeline.atomic import atomic_open
-
-                self._fh = self._stack.enter_context(atomic_open(out, "wb"))
+                self._fh = open(dest, "wb")
+                self._own = True
         else:
             schema = _meta.attach(RUN_SCHEMA, metadata) if metadata else RUN_SCHEMA
-            self._sink = TableSink(out, schema, self.format)
+            self._sink = TableSink(dest, schema, self.format)
+
+    @property
+    def digest(self) -> str:
+        return self._hash.hexdigest()
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         table = _conform_batch(batch)
@@ -328,23 +336,42 @@ class RunWriter(Sink):
         if self._sink is not None:
             self._sink.write(table)
         else:
-            self._fh.write(trec_lines(table, self.tag))
-            if is_stdout(self.out):
+            data = trec_lines(table, self.tag)
+            self._hash.update(data)
+            self._fh.write(data)
+            if not self._own:
                 self._fh.flush()
         self.rows += table.num_rows
 
     def close(self) -> None:
         if self._sink is not None:
             self._sink.close()
-        elif is_stdout(self.out):
+        elif self._own:
+            self._fh.close()
+        else:
             self._fh.flush()
-        self._stack.close()
 
     def abort(self) -> None:
         if self._sink is not None:
             self._sink.abort()
-        else:
-            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        elif self._own:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+
+
+# Whitespace that TREC readers split on (Python's str.split and trec_eval alike), as an RE2 class.
+_WHITESPACE = r"[\s\x0b\x1c-\x1f\x85\p{Z}]"
+
+
+def check_trec_ids(table: pa.Table) -> None:
+    """Refuse ids that TREC text cannot hold (empty, or containing whitespace)."""
+    for field in ("qid", "docid"):
+        col = string_column(table.column(field))
+        bad = pc.or_(pc.match_substring_regex(col, _WHITESPACE), pc.equal(pc.binary_length(col), 0))
+        if pc.any(bad).as_py():
+            value = pc.filter(col, bad)[0].as_py()
+            raise InputError(f"{field} {value!r} is empty or contains whitespace, which TREC text cannot hold; "
+                             "write Arrow or Parquet (e.g. -o run.parquet), which carry any id")
 
 
 def trec_lines(table: pa.Table, tag: str = DEFAULT_TAG) -> bytes:
@@ -352,6 +379,7 @@ def trec_lines(table: pa.Table, tag: str = DEFAULT_TAG) -> bytes:
     n = table.num_rows
     if n == 0:
         return b""
+    check_trec_ids(table)
     q0 = pa.scalar("Q0")
     tag_nl = pa.scalar(tag + "\n")
     joined = pc.binary_join_element_wise(
@@ -373,6 +401,49 @@ def trec_lines(table: pa.Table, tag: str = DEFAULT_TAG) -> bytes:
     return b"".join(parts)
 
 
+class RunWriter(Sink):
+    """Write a run to ``out`` (a path written atomically, a device, or stdout for ``None``/``-``).
+
+    >>> with RunWriter("run.trec", tag="bm25") as w:   # doctest: +SKIP
+    ...     w.write(batch)
+
+    The file appears under its final name only when the writer closes without error. ``fmt`` is
+    ``arrow``, ``parquet`` or ``trec``; by default chosen by the extension (Arrow on stdout).
+    """
+
+    def __init__(self, out: str | Path | None, fmt: str | None = None, tag: str = DEFAULT_TAG, metadata: dict | None = None):
+        from vecpipe.formats.tables import refuse_terminal
+        from vecpipe.formats.targets import resolve_target
+
+        self.format = run_format_for(out, fmt)
+        check_tag(tag)
+        target = resolve_target(out)
+        if target.kind == "stdout":
+            refuse_terminal(self.format != TREC)
+        self._stack = contextlib.ExitStack()
+        dest = self._stack.enter_context(target.writing())
+        try:
+            self._sink = RunSink(dest, self.format, tag=tag, metadata=metadata)
+        except BaseException:
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            raise
+
+    @property
+    def rows(self) -> int:
+        return self._sink.rows
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        self._sink.write(batch)
+
+    def close(self) -> None:
+        self._sink.close()
+        self._stack.close()
+
+    def abort(self) -> None:
+        self._sink.abort()
+        self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
 def write_run(
     table_or_batches: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch | pa.Table],
     out: str | Path | None,
@@ -383,7 +454,7 @@ def write_run(
     """Write a run (a table, a batch or an iterable of them) to ``out`` (``None``/``-``: stdout).
 
     ``fmt`` is ``arrow``, ``parquet`` or ``trec``; by default chosen by the extension (Arrow on
-    stdout). Returns the number of rows written.
+    stdout). Files are written atomically. Returns the number of rows written.
     """
     if isinstance(table_or_batches, (pa.Table, pa.RecordBatch)):
         items: Iterable = [table_or_batches]
@@ -392,4 +463,4 @@ def write_run(
     with RunWriter(out, fmt, tag=tag, metadata=metadata) as w:
         for item in items:
             w.write(item)
-        return w.rows
+    return w.rows

@@ -1,58 +1,35 @@
-"""Table sinks: Arrow IPC stream on stdout, or a file chosen by extension, written atomically.
+"""Table sinks: record batches of one schema written as Arrow or Parquet, streaming.
 
-Batches are written as they are produced (streaming). A file appears under its final name only when
-the sink closes without error.
+A sink writes to a *destination*: a path (a temporary file that the caller renames into place, or a
+device or FIFO written directly) or ``None`` for standard output. Arrow goes to files in the IPC
+file format and to stdout as an IPC stream; Parquet needs a file. Where a destination comes from is
+:mod:`vecpipe.formats.targets`' business; :func:`write_table` puts the two together for library
+callers.
 """
 
 from __future__ import annotations
 
 import contextlib
-from abc import ABC, abstractmethod
 import sys
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from vecpipe.errors import InputError, UsageError
-from vecpipe.pipeline.atomic import atomic_path
 
 ARROW = "arrow"  # IPC stream (stdout) / IPC file (.arrow)
 PARQUET = "parquet"
 
-_EXT_FORMATS = {".parquet": PARQUET, ".pq": PARQUET, ".arrow": ARROW, ".arrows": ARROW, ".ipc": ARROW, ".feather": ARROW}
-
-
-def is_stdout(out: str | Path | None) -> bool:
-    return out is None or str(out) == "-"
-
-
-def format_for(out: str | Path | None, fmt: str | None = None, extra: dict[str, str] | None = None) -> str:
-    """The output format: ``fmt`` if given, else by the file's extension, else Arrow."""
-    if fmt:
-        return fmt
-    if is_stdout(out):
-        return ARROW
-    suffix = Path(str(out)).suffix.lower()
-    known = dict(_EXT_FORMATS)
-    known.update(extra or {})
-    if suffix not in known:
-        names = ", ".join(sorted(known))
-        raise UsageError(f"{out}: unknown output extension {suffix or '(none)'!r}; use one of {names} or --format")
-    return known[suffix]
-
 
 def refuse_terminal(binary: bool = True) -> None:
-    if binary and sys.stdout.isatty():
+    if binary and sys.stdout is not None and sys.stdout.isatty():
         raise InputError(
             "refusing to write binary Arrow data to a terminal; pipe it into another stage, redirect it, or give -o FILE"
         )
-
-
-def stdout_binary():
-    return sys.stdout.buffer
 
 
 class Sink(ABC):
@@ -60,16 +37,16 @@ class Sink(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Finish the output and put it in place."""
+        """Finish the output."""
 
     @abstractmethod
     def abort(self) -> None:
         """Drop the partial output."""
 
-    def __enter__(self):
+    def __enter__(self) -> Any:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -77,28 +54,26 @@ class Sink(ABC):
 
 
 class TableSink(Sink):
-    """Write record batches of one schema to stdout or a file, atomically for files."""
+    """Write record batches of one schema to a destination path, or to stdout (``dest=None``)."""
 
-    def __init__(self, out: str | Path | None, schema: pa.Schema, fmt: str | None = None, compression: str = "zstd"):
-        self.out = out
+    def __init__(self, dest: Path | None, schema: pa.Schema, fmt: str = ARROW, compression: str = "zstd",
+                 custom_metadata_last: dict[str, str] | None = None):
         self.schema = schema
-        self.format = format_for(out, fmt)
+        self.format = fmt
         self.rows = 0
-        self._stack = contextlib.ExitStack()
-        if is_stdout(out):
-            if self.format != ARROW:
-                raise UsageError(f"--format {self.format} cannot be written to stdout; give -o FILE")
-            refuse_terminal()
-            self._writer = ipc.new_stream(stdout_binary(), schema)
+        self._stdout = dest is None
+        self._writer: Any
+        if self._stdout:
+            if fmt != ARROW:
+                raise UsageError(f"--format {fmt} cannot be written to stdout; give -o FILE")
+            self._writer = ipc.new_stream(sys.stdout.buffer, schema)
+        elif fmt == PARQUET:
+            self._writer = pq.ParquetWriter(
+                str(dest), schema, compression=compression, write_statistics=False, store_schema=True,
+                write_page_checksum=True,
+            )
         else:
-            tmp = self._stack.enter_context(atomic_path(out))
-            if self.format == PARQUET:
-                self._writer = pq.ParquetWriter(
-                    tmp, schema, compression=compression, write_statistics=False, store_schema=True,
-                    write_page_checksum=True,
-                )
-            else:
-                self._writer = ipc.new_file(str(tmp), schema)
+            self._writer = ipc.new_file(str(dest), schema)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if isinstance(batch, pa.Table):
@@ -107,36 +82,49 @@ class TableSink(Sink):
         else:
             self._write_batch(batch)
 
-    def _write_batch(self, batch: pa.RecordBatch) -> None:
+    def _write_batch(self, batch: pa.RecordBatch, custom_metadata: dict[str, str] | None = None) -> None:
         if batch.schema != self.schema:
             batch = pa.RecordBatch.from_arrays(batch.columns, schema=self.schema)
-        if self.format == PARQUET:
-            self._writer.write_batch(batch)
+        if custom_metadata and self.format == ARROW:
+            self._writer.write_batch(batch, custom_metadata=custom_metadata)
         else:
             self._writer.write_batch(batch)
         self.rows += batch.num_rows
-        if is_stdout(self.out):
-            stdout_binary().flush()
+        if self._stdout:
+            sys.stdout.buffer.flush()
+
+    def write_last(self, batch: pa.RecordBatch, custom_metadata: dict[str, str]) -> None:
+        """Write a batch carrying ``custom_metadata`` (Arrow; Parquet keeps it in its footer)."""
+        if self.format == PARQUET:
+            self._write_batch(batch)
+            self._writer.add_key_value_metadata(custom_metadata)
+        else:
+            self._write_batch(batch, custom_metadata)
 
     def close(self) -> None:
         self._writer.close()
-        if is_stdout(self.out):
-            stdout_binary().flush()
-        self._stack.close()
+        if self._stdout:
+            sys.stdout.buffer.flush()
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self._writer.close()
-        self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 
 def write_table(table: pa.Table, out: str | Path | None, fmt: str | None = None) -> None:
-    with TableSink(out, table.schema, fmt) as sink:
-        sink.write(table)
+    """Write a whole table to ``out`` (a file written atomically, a device, or stdout)."""
+    write_batches(table.to_batches(), table.schema, out, fmt)
 
 
 def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: str | Path | None, fmt: str | None = None) -> int:
-    with TableSink(out, schema, fmt) as sink:
+    from vecpipe.formats import registry
+    from vecpipe.formats.targets import resolve_target
+
+    target = resolve_target(out)
+    form = registry.output_format(registry.VECTORS, out, fmt)
+    if target.kind == "stdout":
+        refuse_terminal(form.binary)
+    with target.writing() as dest, TableSink(dest, schema, form.name) as sink:
         for b in batches:
             sink.write(b)
         return sink.rows

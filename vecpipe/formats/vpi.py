@@ -16,20 +16,20 @@ index bytes can be mapped from the file without decompression.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 
 from vecpipe.errors import InputError
 from vecpipe.formats.sniff import VPI_MAGIC
-from vecpipe.pipeline.atomic import atomic_open
 
 FORMAT_VERSION = 1
 _ALIGN = 64
@@ -64,9 +64,12 @@ def _ids_from_bytes(raw: bytes | memoryview) -> pa.Array:
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets.copy()), pa.py_buffer(bytes(data))).cast(pa.string())
 
 
-def write(path: str | Path, meta: dict[str, Any], ids: pa.Array, index_bytes: bytes | np.ndarray,
+def write(dest: str | Path | BinaryIO, meta: dict[str, Any], ids: pa.Array, index_bytes: bytes | np.ndarray,
           compress: bool = True, extra: dict[str, bytes] | None = None) -> None:
-    """Write a container atomically."""
+    """Write a container to ``dest`` (a path the caller puts in place; see :mod:`vecpipe.formats.targets`).
+
+    Written front to back, so ``dest`` may be a FIFO or a device.
+    """
     import zstandard
 
     sections: list[tuple[str, bytes]] = [("ids", _ids_to_bytes(ids)), ("index", bytes(memoryview(index_bytes)))]
@@ -89,21 +92,24 @@ def write(path: str | Path, meta: dict[str, Any], ids: pa.Array, index_bytes: by
             entry["offset"] = pos
             pos = _align(pos + len(data))
     head_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    with atomic_open(path) as fh:
-        fh.write(VPI_MAGIC + struct.pack("<Q", len(head_bytes)) + head_bytes + hashlib.sha256(head_bytes).digest())
+    with contextlib.ExitStack() as stack:
+        fh = dest if hasattr(dest, "write") else stack.enter_context(open(dest, "wb"))
+        head = VPI_MAGIC + struct.pack("<Q", len(head_bytes)) + head_bytes + hashlib.sha256(head_bytes).digest()
+        fh.write(head)
+        pos = len(head)
         for entry, data in stored:
-            fh.write(b"\0" * (entry["offset"] - fh.tell()))
+            fh.write(b"\0" * (entry["offset"] - pos))
             fh.write(data)
-        total = stored[-1][0]["offset"] + stored[-1][0]["length"]
-        fh.write(b"\0" * (_align(total) - total))
+            pos = entry["offset"] + len(data)
+        fh.write(b"\0" * (_align(pos) - pos))
 
 
 def _align(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-def read_header(path: str | Path) -> dict[str, Any]:
-    name = str(path)
+def read_header(path: str | Path, name: str | None = None) -> dict[str, Any]:
+    name = name or str(path)
     with open(path, "rb") as fh:
         return _parse_header(fh.read(16), fh, name)
 
@@ -129,11 +135,14 @@ def _parse_header(prefix: bytes, fh, name: str) -> dict[str, Any]:
     return header
 
 
-def read(path: str | Path, verify: bool = True) -> Container:
-    """Read and verify a container; a truncated or corrupt file raises :class:`InputError`."""
+def read(path: str | Path, verify: bool = True, name: str | None = None) -> Container:
+    """Read and verify a container; a truncated or corrupt file raises :class:`InputError`.
+
+    ``name`` is how messages name the file (the user's path when ``path`` is a spooled copy).
+    """
     import zstandard
 
-    name = str(path)
+    name = name or str(path)
     p = Path(path)
     if not p.exists():
         raise InputError(f"{name}: no such index file; build it with vecpipe build-index")

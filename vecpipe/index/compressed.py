@@ -24,6 +24,8 @@ import numpy as np
 from vecpipe.compress import codecs
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats.vectors import Vectors
+from vecpipe.index.faiss_util import faiss_metric, faiss_reason, train_and_add
+from vecpipe.metric import default_metric, prepare
 
 FLAT_SPECS = {"int8": ("Flat", "SQ8"), "uint8": ("Flat", "SQ8"), "fp16": ("Flat", "SQfp16"),
               "pq": ("Flat",), "residual": ("Flat",)}
@@ -62,12 +64,9 @@ def binary_spec(spec: str) -> str:
 
 
 def build_compressed(vecs: Vectors, comp: dict[str, Any], spec: str, metric: str | None, train_size: int, seed: int,
-                     on_progress=None) -> tuple[Any, str, str, bool]:
+                     on_progress: Any = None) -> tuple[Any, str, str, bool]:
     """(faiss index, spec, metric, binary) over the stored codes of a compressed artifact."""
     import faiss
-
-    from vecpipe.index.build import _faiss_reason, train_and_add
-    from vecpipe.index.metric import faiss_metric
 
     method = comp["method"]
     dim = int(comp.get("dim") or vecs.meta.get("dim"))
@@ -81,50 +80,72 @@ def build_compressed(vecs: Vectors, comp: dict[str, Any], spec: str, metric: str
         try:
             index = faiss.index_binary_factory(codes.shape[1] * 8, spec)
         except RuntimeError as exc:
-            raise UsageError(f"--spec {spec!r}: faiss cannot build this binary index ({_faiss_reason(exc)}); use BFlat, BHNSW32 or BIVF1024") from None
+            raise UsageError(f"--spec {spec!r}: faiss cannot build this binary index ({faiss_reason(exc)}); use BFlat, BHNSW32 or BIVF1024") from None
         train_and_add(index, np.ascontiguousarray(codes, dtype=np.uint8), spec, train_size, seed, None, on_progress,
                       vecs.name, unit="codes")
         return index, spec, metric, True
 
-    metric = metric or (vecs.meta.get("metric") if vecs.meta.get("metric") in ("ip", "l2", "cos") else "ip")
+    metric = metric or default_metric(vecs.meta)
     if metric == "hamming":
         raise UsageError(f"{vecs.name}: --metric hamming needs 1-bit vectors (vecpipe binarize --bits 1)")
-    allowed = FLAT_SPECS.get(method)
-    if allowed is None:
+    builder = CODE_INDEXES.get(method)
+    if builder is None:
         raise InputError(f"{vecs.name}: unknown compression {method!r}; recompress with vecpipe quantize or binarize")
+    allowed = FLAT_SPECS[method]
     if spec not in allowed and not (method == "pq" and re.fullmatch(r"PQ\d+(x\d+)?", spec)):
         raise UsageError(f"--spec {spec!r}: {method} vectors are served by a flat scan over their codes; use --spec Flat")
-    fm = faiss_metric(metric)
-    if method in codecs.SCALAR:
-        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, fm)
-        trained = np.concatenate([np.asarray(comp["vmin"], np.float32), np.asarray(comp["vdiff"], np.float32)])
-        faiss.copy_array_to_vector(trained, index.sq.trained)
-        index.is_trained = True
-        raw = codecs.scalar_codes_u8(codes, comp)
-        spec = "SQ8"
-    elif method == "fp16":
-        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, fm)
-        index.is_trained = True
-        raw = np.ascontiguousarray(codes, dtype="<f2").view(np.uint8).reshape(len(codes), -1)
-        spec = "SQfp16"
-    elif method == "pq":
-        index = faiss.IndexPQ(dim, int(comp["m"]), int(comp["nbits"]), fm)
-        pq = codecs.pq_object(comp, dim)
-        faiss.copy_array_to_vector(faiss.vector_to_array(pq.centroids), index.pq.centroids)
-        index.is_trained = True
-        raw = np.ascontiguousarray(codes, dtype=np.uint8)
-        spec = f"PQ{comp['m']}x{comp['nbits']}"
-    else:  # residual
-        index = residual_index(comp, dim, fm)
-        raw = np.concatenate([
-            index.pq.compute_codes(codecs.residual_decode(codes[s : s + 65536], comp, dim))
-            for s in range(0, len(codes), 65536)
-        ]) if len(codes) else np.zeros((0, index.pq.code_size), np.uint8)
-        spec = f"RB{comp['bits']}"
+    index, raw, spec = builder(codes, comp, dim, faiss_metric(metric))
     if raw.shape[1] != index.sa_code_size():
         raise InputError(f"{vecs.name}: codes are {raw.shape[1]} bytes wide but {method} needs {index.sa_code_size()}; the artifact is inconsistent, recompress it")
     index.add_sa_codes(np.ascontiguousarray(raw, dtype=np.uint8))
     return index, spec, metric, False
+
+
+# Each builder: (codes, compression params, dim, faiss metric) -> (faiss index with its trained state
+# set from the params, the codes as faiss stores them, the spec recorded in the index).
+
+
+def _scalar_index(codes: np.ndarray, comp: dict[str, Any], dim: int, fm: int) -> tuple[Any, np.ndarray, str]:
+    import faiss
+
+    index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, fm)
+    trained = np.concatenate([np.asarray(comp["vmin"], np.float32), np.asarray(comp["vdiff"], np.float32)])
+    faiss.copy_array_to_vector(trained, index.sq.trained)
+    index.is_trained = True
+    return index, codecs.scalar_codes_u8(codes, comp), "SQ8"
+
+
+def _fp16_index(codes: np.ndarray, comp: dict[str, Any], dim: int, fm: int) -> tuple[Any, np.ndarray, str]:
+    import faiss
+
+    index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, fm)
+    index.is_trained = True
+    return index, np.ascontiguousarray(codes, dtype="<f2").view(np.uint8).reshape(len(codes), -1), "SQfp16"
+
+
+def _pq_index(codes: np.ndarray, comp: dict[str, Any], dim: int, fm: int) -> tuple[Any, np.ndarray, str]:
+    import faiss
+
+    index = faiss.IndexPQ(dim, int(comp["m"]), int(comp["nbits"]), fm)
+    pq = codecs.pq_object(comp, dim)
+    faiss.copy_array_to_vector(faiss.vector_to_array(pq.centroids), index.pq.centroids)
+    index.is_trained = True
+    return index, np.ascontiguousarray(codes, dtype=np.uint8), f"PQ{comp['m']}x{comp['nbits']}"
+
+
+def _residual_index(codes: np.ndarray, comp: dict[str, Any], dim: int, fm: int) -> tuple[Any, np.ndarray, str]:
+    index = residual_index(comp, dim, fm)
+    raw = np.concatenate([
+        index.pq.compute_codes(codecs.residual_decode(codes[s : s + 65536], comp, dim))
+        for s in range(0, len(codes), 65536)
+    ]) if len(codes) else np.zeros((0, index.pq.code_size), np.uint8)
+    return index, raw, f"RB{comp['bits']}"
+
+
+#: Indexes that serve a codec's codes as they are, without retraining (1-bit codes use faiss's
+#: binary indexes, above).
+CODE_INDEXES = {"int8": _scalar_index, "uint8": _scalar_index, "fp16": _fp16_index, "pq": _pq_index,
+                "residual": _residual_index}
 
 
 def residual_index(comp: dict[str, Any], dim: int, fmetric: int):
@@ -161,8 +182,6 @@ def encode_queries(queries: np.ndarray, meta: dict[str, Any], qmeta: dict[str, A
     binarized with the index's recorded thresholds. Query codes (from quantize/binarize --like) are
     decoded with their own calibration, or passed through to a binary index.
     """
-    from vecpipe.index.metric import prepare
-
     comp = meta.get("vectors") if isinstance(meta.get("vectors"), dict) else {}
     dim = int(meta["dim"])
     qcomp = (qmeta or {}).get("compression") if isinstance((qmeta or {}).get("compression"), dict) else None

@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 
 from vecpipe.errors import InputError
 from vecpipe.formats import metadata, sniff
-from vecpipe.formats.vectors import _batch_matrix, _column, _id_column
+from vecpipe.formats.vectors import Vectors, batch_matrix, embedding_column, id_column
+from vecpipe.metric import default_metric, l2_normalize
 
 PAIR_CHUNK = 65536
 
@@ -30,12 +31,13 @@ PAIR_CHUNK = 65536
 class DocVectors:
     """Random access by id into a float vectors file (Arrow IPC file, Parquet or Arrow stream)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, name: str | None = None):
         if str(path) == "-":
             raise InputError("--vectors -: full-precision vectors are read by random access; give a file, not stdin")
         self.path = Path(path)
-        self.name = str(path)
+        self.name = name or str(path)
         with sniff.Input(path) as inp:
+            inp.name = self.name
             self.format = inp.format
         if self.format not in (sniff.PARQUET, sniff.ARROW_FILE, sniff.ARROW_STREAM):
             raise InputError(f"{self.name}: not a vectors table (Arrow or Parquet); give the vectors written by vecpipe embed")
@@ -43,8 +45,8 @@ class DocVectors:
         self.meta = metadata.read(self.schema)
         if self.meta and self.meta.get("kind") not in (None, "vectors"):
             raise InputError(f"{self.name}: is a {self.meta.get('kind')} table, expected vectors")
-        self.emb_col = _column(self.schema, self.name)
-        self.id_col = _id_column(self.schema, self.name)
+        self.emb_col = embedding_column(self.schema, self.name)
+        self.id_col = id_column(self.schema, self.name)
         comp = self.meta.get("compression")
         value_type = self.schema.field(self.emb_col).type
         value_type = getattr(value_type, "value_type", None)
@@ -94,7 +96,7 @@ class DocVectors:
         if len(rows) == 0:
             return None
         sel = emb.take(pa.array(rows))
-        mat = _batch_matrix(sel, self.name, None)
+        mat = batch_matrix(sel, self.name, None, ids.take(pa.array(rows)).cast(pa.string()), column=self.emb_col)
         return np.asarray(pos.take(pa.array(rows))).astype(np.int64), np.ascontiguousarray(mat, dtype=np.float32)
 
     def _fetch_ipc_file(self, wanted):
@@ -140,11 +142,6 @@ class DocVectors:
                     yield got
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-
-
 def score_pairs(docs: DocVectors, queries: np.ndarray, pair_q: np.ndarray, pair_doc: pa.Array, metric: str) -> np.ndarray:
     """Exact scores (higher is better) of (query row, docid) pairs; NaN where the docid is missing."""
     if isinstance(pair_doc, pa.ChunkedArray):
@@ -152,18 +149,23 @@ def score_pairs(docs: DocVectors, queries: np.ndarray, pair_q: np.ndarray, pair_
     pair_doc = pair_doc.cast(pa.string())
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if metric == "cos":
-        q = _normalize(q)
+        q = l2_normalize(q)
     unique = pc.unique(pair_doc)
     u_of_pair = np.asarray(pc.index_in(pair_doc, value_set=unique)).astype(np.int64)
     order = np.argsort(u_of_pair, kind="stable")  # pairs grouped by document
     starts = np.searchsorted(u_of_pair[order], np.arange(len(unique) + 1))
     scores = np.full(len(pair_doc), np.nan, dtype=np.float32)
+    fetched = np.zeros(len(unique), dtype=bool)
     for u_idx, rows in docs.fetch(unique):
         if rows.shape[1] != q.shape[1]:
             raise InputError(f"{docs.name}: vectors have dimension {rows.shape[1]} but the queries have {q.shape[1]}; "
                              "use the query and document vectors of one model")
+        if fetched[u_idx].any() or len(np.unique(u_idx)) != len(u_idx):
+            again = u_idx[fetched[u_idx]] if fetched[u_idx].any() else np.sort(u_idx)[np.flatnonzero(np.diff(np.sort(u_idx)) == 0)]
+            raise InputError(f"{docs.name}: id {unique[int(again[0])].as_py()!r} occurs more than once; ids must be unique")
+        fetched[u_idx] = True
         if metric == "cos":
-            rows = _normalize(rows)
+            rows = l2_normalize(rows)
         # pairs whose document is in this chunk, and the chunk row of each
         counts = starts[u_idx + 1] - starts[u_idx]
         total = int(counts.sum())
@@ -189,25 +191,15 @@ def top_k(qids: pa.Array, docids: pa.Array, scores: np.ndarray, k: int) -> pa.Ta
     return table.filter(pc.less_equal(table.column("rank"), k))
 
 
-def check_models(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: str) -> None:
-    ma, mb = (a or {}).get("model") or {}, (b or {}).get("model") or {}
-    if ma.get("sha256") and mb.get("sha256") and ma["sha256"] != mb["sha256"]:
-        raise InputError(f"{a_name}: embedded with {ma.get('name')} but {b_name} with {mb.get('name')}; "
-                         "use query and document vectors of one model")
-
-
 def rescore_metric(docs: DocVectors, metric: str | None = None) -> str:
-    if metric:
-        return metric
-    m = docs.meta.get("metric")
-    return m if m in ("ip", "l2", "cos") else "ip"
+    return metric or default_metric(docs.meta)
 
 
 class Rescorer:
     """Second stage of search: exact scores for the candidates of each query batch, k kept."""
 
-    def __init__(self, path: str | Path, multiplier: int = 4, metric: str | None = None):
-        self.docs = DocVectors(path)
+    def __init__(self, path: str | Path, multiplier: int = 4, metric: str | None = None, name: str | None = None):
+        self.docs = DocVectors(path, name)
         self.multiplier = multiplier
         self.metric = rescore_metric(self.docs, metric)
 
@@ -226,24 +218,19 @@ class Rescorer:
         return table.combine_chunks().to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
-def rerank(run: str | Path, vectors: str | Path, queries: str | Path, k: int, allow_missing: bool = False,
-           metric: str | None = None, on_note=None) -> tuple[pa.Table, dict[str, Any]]:
+def rerank(table: pa.Table, docs: DocVectors, qv: Vectors, k: int, allow_missing: bool = False,
+           metric: str | None = None, on_note: Any = None, allow_mismatch: bool = False) -> tuple[pa.Table, dict[str, Any]]:
     """Rescore a run exactly with full-precision vectors; returns (run table, run metadata)."""
-    from vecpipe.formats.runs import read_run
-    from vecpipe.formats.vectors import read_vectors
-
     if k < 1:
         raise InputError("-k must be at least 1")
-    docs = DocVectors(vectors)
-    qv = read_vectors(queries)
     if qv.matrix.dtype.kind != "f" or (isinstance(qv.meta.get("compression"), dict)
                                        and qv.meta["compression"].get("method") not in ("float32", "fp16")):
         raise InputError(f"{qv.name}: holds query codes; rerank with the float query vectors from vecpipe embed")
-    check_models(qv.meta, docs.meta, qv.name, docs.name)
+    metadata.check_same_model(qv.meta, docs.meta, qv.name, docs.name, "use query and document vectors of one model",
+                              allow_mismatch)
     if docs.dim and docs.dim != qv.matrix.shape[1]:
         raise InputError(f"{qv.name}: queries have dimension {qv.matrix.shape[1]} but {docs.name} holds {docs.dim}; "
                          "use query and document vectors of one model")
-    table = read_run(run)
     qid_col = table.column("qid").combine_chunks()
     doc_col = table.column("docid").combine_chunks()
     q_row = pc.index_in(qid_col, value_set=qv.ids)
@@ -267,8 +254,6 @@ def rerank(run: str | Path, vectors: str | Path, queries: str | Path, k: int, al
         on_note(f"dropped {int((~keep).sum())} run rows without vectors")
     mask = pa.array(keep)
     out = top_k(pc.filter(qid_col, mask), pc.filter(doc_col, mask), scores[keep], k)
-    from vecpipe.formats import metadata as md
-
-    meta = md.new("run", k=k, rerank={"metric": metric, "vectors": docs.meta.get("dim") and {"dim": docs.dim},
-                                      "model": (docs.meta.get("model") or {}).get("name")})
+    meta = metadata.new("run", k=k, rerank={"metric": metric, "vectors": docs.meta.get("dim") and {"dim": docs.dim},
+                                            "model": (docs.meta.get("model") or {}).get("name")})
     return out, meta

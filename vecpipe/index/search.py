@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
 
 from vecpipe.errors import InputError
-from vecpipe.formats import vpi
-from vecpipe.index.build import apply_params
-from vecpipe.index.metric import prepare, scores_from_distances
-
-RUN_SCHEMA = pa.schema([("qid", pa.string()), ("docid", pa.string()), ("rank", pa.int32()), ("score", pa.float32())])
+from vecpipe.formats import metadata, vpi
+from vecpipe.formats.runs import RUN_SCHEMA
+from vecpipe.index.faiss_util import apply_params
+from vecpipe.metric import prepare, scores_from_distances
 
 
 @dataclass
@@ -40,14 +39,15 @@ class LoadedIndex:
         self._id_rank[order] = np.arange(len(order))
 
     def set_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
-        params = dict(self.meta.get("search_params", {}))
+        params = dict(self.meta.get("search_params") or {})
         if nprobe:
             params["nprobe"] = nprobe
         if ef_search:
             params["efSearch"] = ef_search
         apply_params(self.index, params)
 
-    def check_queries(self, dim: int, meta: dict[str, Any], name: str) -> None:
+    def check_queries(self, dim: int, meta: dict[str, Any], name: str, allow_mismatch: bool = False) -> None:
+        """Refuse queries of another dimension, or (unless ``allow_mismatch``) of another model."""
         comp = self.compression or {}
         qdim = int((meta or {}).get("dim") or dim) if (meta or {}).get("compression") else dim
         if qdim != self.dim and qdim != comp.get("source_dim"):
@@ -55,12 +55,12 @@ class LoadedIndex:
                 f"{name}: queries have dimension {qdim} but {self.name} holds {self.dim}-dimensional vectors; "
                 "embed the queries with the model the index records"
             )
-        qmodel, imodel = (meta or {}).get("model") or {}, self.meta.get("model") or {}
-        if qmodel.get("sha256") and imodel.get("sha256") and qmodel["sha256"] != imodel["sha256"]:
-            raise InputError(
-                f"{name}: queries were embedded with {qmodel.get('name')} but {self.name} was built with "
-                f"{imodel.get('name')}; embed the queries with the index's model"
-            )
+        metadata.check_same_model(meta or {}, self.meta, name, self.name, "embed the queries with the index's model",
+                                  allow_mismatch)
+
+    def applies(self, param: str) -> bool:
+        """Whether a search parameter (``nprobe``, ``efSearch``) means anything for this index."""
+        return param in (self.meta.get("search_params") or {})
 
     @property
     def binary(self) -> bool:
@@ -125,21 +125,68 @@ class LoadedIndex:
         )
 
 
-def load_index(path: str | Path, threads: int | None = None) -> LoadedIndex:
+def load_faiss(container: vpi.Container, name: str) -> LoadedIndex:
     import faiss
 
-    container = vpi.read(path)
     try:
         if container.meta.get("binary"):
             index = faiss.deserialize_index_binary(container.index_bytes)
         else:
             index = faiss.deserialize_index(container.index_bytes)
     except RuntimeError:
-        raise InputError(f"{path}: the faiss index inside cannot be read; rebuild it with vecpipe build-index") from None
+        raise InputError(f"{name}: the faiss index inside cannot be read; rebuild it with vecpipe build-index") from None
     if index.ntotal != len(container.ids):
-        raise InputError(f"{path}: index holds {index.ntotal} vectors but {len(container.ids)} ids; rebuild it")
+        raise InputError(f"{name}: index holds {index.ntotal} vectors but {len(container.ids)} ids; rebuild it")
+    return LoadedIndex(index=index, ids=container.ids, meta=container.meta, name=name)
+
+
+def load_index(path: str | Path, threads: int | None = None, name: str | None = None) -> LoadedIndex:
+    """Read a ``.vpi`` container and load the index inside with the loader of its kind."""
+    from vecpipe.index.kinds import kind_of
+
+    container = vpi.read(path, name=name)
+    loaded = kind_of(container.meta).load(container, name or str(path))
     if threads:
+        import faiss
+
         faiss.omp_set_num_threads(threads)
-    loaded = LoadedIndex(index=index, ids=container.ids, meta=container.meta, name=str(path))
     loaded.set_params()
     return loaded
+
+
+def rebatch(batches: Iterator[tuple[pa.Array, np.ndarray]], size: int) -> Iterator[tuple[pa.Array, np.ndarray]]:
+    """(ids, matrix) batches re-cut to ``size`` rows (the last may be shorter)."""
+    ids_buf: list[pa.Array] = []
+    mats: list[np.ndarray] = []
+    n = 0
+    for ids, mat in batches:
+        start = 0
+        while start < len(ids):
+            take = min(size - n, len(ids) - start)
+            ids_buf.append(ids.slice(start, take))
+            mats.append(mat[start : start + take])
+            n += take
+            start += take
+            if n == size:
+                yield pa.concat_arrays(ids_buf), np.concatenate(mats)
+                ids_buf, mats, n = [], [], 0
+    if n:
+        yield pa.concat_arrays(ids_buf), np.concatenate(mats)
+
+
+def search_run(index: LoadedIndex, queries: Iterator[tuple[pa.Array, np.ndarray]], k: int,
+               batch_size: int = 1024, rescorer: Any = None) -> Iterator[pa.RecordBatch]:
+    """Run batches (qid, docid, rank, score), one per query batch, in query order.
+
+    With a :class:`vecpipe.index.rescore.Rescorer`, k * multiplier candidates are fetched and
+    rescored exactly with the full-precision vectors, and k kept.
+    """
+    if k < 1:
+        raise InputError("-k must be at least 1")
+    for qids, mat in rebatch(queries, batch_size):
+        if rescorer is None:
+            scores, labels = index.search(mat, k)
+            yield index.run_batch(qids, scores, labels)
+        else:
+            _, labels = index.search(mat, k * rescorer.multiplier)
+            yield rescorer.rescore(qids, mat, labels, index.ids, k)

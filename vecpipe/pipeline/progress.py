@@ -82,11 +82,13 @@ class LogProgress(Progress):
 
     def _line(self, record: dict, text: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
-        if self.fmt == "json":
-            record = {"time": stamp, **record}
-            print(json.dumps(record), file=self.stream, flush=True)
-        else:
-            print(f"{stamp} vecpipe {text}", file=self.stream, flush=True)
+        line = json.dumps({"time": stamp, **record}) if self.fmt == "json" else f"{stamp} vecpipe {text}"
+        if self.stream is None:
+            return
+        try:
+            print(line, file=self.stream, flush=True)
+        except (OSError, ValueError):  # stderr closed: progress is never worth failing the work
+            pass
 
 
 def _duration(seconds: float) -> str:

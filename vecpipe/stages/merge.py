@@ -1,4 +1,4 @@
-"""Join the shards of a sharded embed (``--shard I/N``) back into one artifact, in input order.
+"""The merge stage: join the shards of a sharded embed (``--shard I/N``) back into one artifact, in input order.
 
 Shard ``I`` of ``N`` holds blocks ``I, I+N, I+2N, ...`` of the input; merging interleaves the blocks
 round-robin. Shards must come from the same job: same model, dimension, parameters and input
@@ -9,16 +9,18 @@ unsharded job, so it is byte-identical to an unsharded run.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
 
-from vecpipe.errors import InputError
+from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata, sniff
 from vecpipe.formats.records import open_arrow_batches
-from vecpipe.formats.tables import TableSink
-from vecpipe.formats.vectors import dtype_name, vectors_schema
+from vecpipe.formats.vectors import UniqueIds, dtype_name, vectors_schema
+from vecpipe.pipeline.runner import Context, Stage, opt, rec
+from vecpipe.stages.embed import blocks
 
 
 def _unsharded(meta: dict[str, Any]) -> dict[str, Any]:
@@ -84,39 +86,62 @@ def _check(shards: list[_Shard]) -> dict[str, Any]:
     return base
 
 
-def merge_shards(paths: list[str | Path], out: str | Path | None, fmt: str | None = None) -> int:
-    """Merge shard files into ``out``; return the number of rows."""
-    from vecpipe.encode.job import blocks
+@dataclass
+class Merge(Stage):
+    """Merge the shards of one embed job into one vectors table, in input order."""
 
-    shards = [_Shard(p) for p in paths]
-    try:
-        base = _check(shards)
-        first = shards[0]
-        shards.sort(key=lambda s: s.index)
-        emb_type = first.schema.field("embedding").type
-        # Parquet names the list item "element": rebuild the canonical schema of an embed output.
-        schema = vectors_schema(emb_type.list_size, dtype_name(emb_type.value_type), base)
-        iters: list[Iterator[pa.RecordBatch]] = [blocks(s.batches, s.block) for s in shards]
-        rows = 0
-        with TableSink(out, schema, fmt) as sink:
-            short = None
-            while iters:
-                alive = []
-                for s, it in zip(shards, iters):
-                    batch = next(it, None)
-                    if batch is None:
-                        continue
-                    if short is not None:
-                        raise InputError(f"{short}: a short block before the end of the input; the shard is incomplete or from another job")
-                    if batch.num_rows < s.block:
-                        short = s.name
-                    sink.write(pa.RecordBatch.from_arrays(
-                        [batch.column(0), batch.column(1).cast(schema.field("embedding").type)], schema=schema))
-                    rows += batch.num_rows
-                    alive.append((s, it))
-                shards = [s for s, _ in alive]
-                iters = [it for _, it in alive]
-        return rows
-    finally:
-        for s in shards:
-            s.inp.close()
+    name = "merge"
+
+    shards: list[str] = field(default_factory=list)
+    output: str | None = opt(None)
+    format: str | None = rec(None)
+
+    def inputs(self) -> dict[str, str | None]:
+        return {f"shard{i}": p for i, p in enumerate(self.shards)}
+
+    def check(self) -> None:
+        if not self.shards:
+            raise UsageError("merge needs the shard files of one vecpipe embed --shard job")
+
+    def manifest(self) -> dict[str, Any] | None:
+        # The merged table records the unsharded job's manifest: it is up to date when that matches.
+        return merged_metadata(self.shards).get("manifest")
+
+    def run(self, ctx: Context) -> int:
+        opened = shards = [_Shard(p) for p in self.shards]
+        try:
+            base = _check(shards)
+            first = shards[0]
+            shards.sort(key=lambda s: s.index)
+            emb_type = first.schema.field("embedding").type
+            # Parquet names the list item "element": rebuild the canonical schema of an embed output.
+            schema = vectors_schema(emb_type.list_size, dtype_name(emb_type.value_type), base)
+            iters: list[Iterator[pa.RecordBatch]] = [blocks(s.batches, s.block) for s in shards]
+            seen = UniqueIds("merged shards")
+            rows = 0
+            with ctx.table_sink(schema) as sink:
+                short = None
+                while iters:
+                    alive = []
+                    for s, it in zip(shards, iters):
+                        batch = next(it, None)
+                        if batch is None:
+                            continue
+                        if short is not None:
+                            raise InputError(f"{short}: a short block before the end of the input; the shard is incomplete or from another job")
+                        if batch.num_rows < s.block:
+                            short = s.name
+                        seen.name = s.name
+                        seen.add(batch.column(0))
+                        sink.write(pa.RecordBatch.from_arrays(
+                            [batch.column(0), batch.column(1).cast(sink.schema.field("embedding").type)], schema=sink.schema))
+                        rows += batch.num_rows
+                        alive.append((s, it))
+                    shards = [s for s, _ in alive]
+                    iters = [it for _, it in alive]
+            if ctx.target.kind != "stdout":
+                ctx.done(f"wrote {ctx.target.display}: {rows} rows from {len(self.shards)} shards")
+            return rows
+        finally:
+            for s in opened:
+                s.inp.close()

@@ -1,0 +1,90 @@
+"""faiss plumbing shared by every index builder: metrics, training samples, search parameters and
+faiss's error text turned into a reason a user can read."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+import numpy as np
+
+from vecpipe.compress.codecs import train_sample
+from vecpipe.errors import InputError
+
+DEFAULT_NPROBE = 32
+DEFAULT_EF_SEARCH = 128
+
+
+def faiss_metric(metric: str) -> int:
+    import faiss
+
+    return faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
+
+def faiss_reason(exc: BaseException) -> str:
+    text = str(exc)
+    m = re.search(r"Error: '([^']*)' failed", text) or re.search(r"Error:\s*(.*)", text)
+    reason = (m.group(1) if m else text).strip().splitlines()
+    return reason[0] if reason else "faiss error"
+
+
+def search_defaults(spec: str, nprobe: int | None, ef_search: int | None) -> dict[str, int]:
+    """The search parameters an index of ``spec`` records (nprobe for IVF, efSearch for HNSW)."""
+    params = {}
+    if re.search(r"IVF", spec):
+        params["nprobe"] = nprobe or DEFAULT_NPROBE
+    if re.search(r"HNSW", spec):
+        params["efSearch"] = ef_search or DEFAULT_EF_SEARCH
+    return params
+
+
+def apply_params(index: Any, params: dict[str, int]) -> None:
+    import faiss
+
+    if isinstance(index, faiss.IndexBinary):
+        if hasattr(index, "query_batch_size"):
+            # Flat Hamming scans reuse each block of codes across this many queries: on 1M x 384 bits,
+            # 512 gave 1,730 q/s against 1,470 for 4096 and 1,000 for faiss's default 32.
+            index.query_batch_size = 512
+        if "nprobe" in params and hasattr(index, "nprobe"):
+            index.nprobe = int(params["nprobe"])
+        if "efSearch" in params and hasattr(index, "hnsw"):
+            index.hnsw.efSearch = int(params["efSearch"])
+        return
+    space = faiss.ParameterSpace()
+    for key, value in params.items():
+        try:
+            space.set_index_parameter(index, key, int(value))
+        except RuntimeError:
+            pass  # the parameter does not apply to this index type
+
+
+def train_and_add(index: Any, data: np.ndarray, spec: str, train_size: int, seed: int, threads: int | None,
+                  on_progress: Callable[[str], None] | None, name: str, unit: str = "vectors") -> None:
+    """Train ``index`` on a seeded sample of ``data`` when it needs training, then add all of ``data``.
+
+    HNSW insertion in parallel depends on thread timing, so HNSW graphs are built on one thread
+    (identical input gives identical bytes) unless ``threads`` asks for more.
+    """
+    import faiss
+
+    old_threads = faiss.omp_get_max_threads()
+    try:
+        if not index.is_trained:
+            sample = train_sample(len(data), train_size, seed)
+            train = data if sample is None else data[sample]
+            if on_progress:
+                on_progress(f"training {spec} on {len(train)} {unit}")
+            try:
+                index.train(train)
+            except RuntimeError as exc:
+                raise InputError(f"{name}: cannot train {spec} on {len(train)} {unit} ({faiss_reason(exc)}); use a smaller spec or more data") from None
+        if threads:
+            faiss.omp_set_num_threads(threads)
+        elif "HNSW" in spec:
+            faiss.omp_set_num_threads(1)
+        if on_progress:
+            on_progress(f"adding {len(data)} {unit}")
+        index.add(data)
+    finally:
+        faiss.omp_set_num_threads(old_threads)

@@ -1,0 +1,44 @@
+"""Where a stage's batch work runs. ``local`` (this process) is the default and needs nothing.
+
+An engine maps a *worker* over a stream of record batches: ``make_worker()`` builds the per-worker
+state once (an encoder session, say) and returns a function from an iterator of batches to an
+iterator of results, in order. The local engine runs one worker in this process; an engine for a
+cluster runs a pool of them and must yield the same results in the same order. Adding an engine is
+one class here registered in :data:`ENGINES` (and the stages that support it list its name).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Iterable, Iterator
+
+from vecpipe.errors import UsageError
+
+Worker = Callable[[Iterable[Any]], Iterator[Any]]
+
+
+class Engine(ABC):
+    name: str = ""
+
+    @abstractmethod
+    def map_batches(self, make_worker: Callable[[], Worker], batches: Iterable[Any]) -> Iterator[Any]:
+        """Results of the worker over ``batches``, in input order."""
+
+
+class LocalEngine(Engine):
+    name = "local"
+
+    def map_batches(self, make_worker: Callable[[], Worker], batches: Iterable[Any]) -> Iterator[Any]:
+        worker = make_worker()
+        yield from worker(batches)
+
+
+ENGINES: dict[str, Callable[[], Engine]] = {"local": LocalEngine}
+
+
+def get_engine(name: str, supported: tuple[str, ...] = ("local",)) -> Engine:
+    if name not in ENGINES:
+        raise UsageError(f"--engine {name!r}: choose one of {', '.join(ENGINES)}")
+    if name not in supported:
+        raise UsageError(f"--engine {name}: this stage runs on {', '.join(supported)}")
+    return ENGINES[name]()

@@ -1,0 +1,46 @@
+"""The build-index stage: a vectors table in, a ``.vpi`` index container out."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from vecpipe.formats import registry, vpi
+from vecpipe.formats.vectors import read_vectors
+from vecpipe.index.build import DEFAULT_TRAIN_SIZE, build_index
+from vecpipe.metric import check_metric
+from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
+
+
+@dataclass
+class BuildIndex(Stage):
+    """Build a faiss index over a vectors table and store it, with ids and metadata, in a .vpi file."""
+
+    name = "build-index"
+    output_kind = registry.INDEX
+
+    vectors: str = inp("-")
+    output: str | None = opt(None)
+    spec: str = rec("Flat")
+    metric: str | None = rec(None)
+    train_size: int = rec(DEFAULT_TRAIN_SIZE)
+    seed: int = rec(0)
+    nprobe: int | None = rec(None)
+    ef_search: int | None = rec(None)
+    threads: int | None = rec(None)
+    compress: bool = rec(True)
+
+    def check(self) -> None:
+        if self.metric is not None:
+            check_metric(self.metric)
+
+    def run(self, ctx: Context) -> dict[str, Any]:
+        vecs = read_vectors(ctx.input("vectors"))
+        built = build_index(vecs, spec=self.spec, metric=self.metric, train_size=self.train_size, seed=self.seed,
+                            nprobe=self.nprobe, ef_search=self.ef_search, threads=self.threads, on_progress=ctx.note)
+        meta = ctx.with_manifest(built.meta)
+        dest = ctx.output_path()
+        vpi.write(dest if dest is not None else sys.stdout.buffer, meta, built.ids, built.blob, compress=self.compress)
+        ctx.done(f"wrote {ctx.target.display}: {meta['count']} vectors, {meta['spec']}, metric {meta['metric']}")
+        return meta

@@ -1,0 +1,247 @@
+"""The embed stage: text records in, a vectors table out, streamed.
+
+The unit of work is a *block* of consecutive input records (the encoder's window: it sorts and
+batches within a block only). Blocks are what make long jobs safe to interrupt and split:
+
+* output record batches are blocks, so the bytes depend only on the input, not on how the work ran;
+* with a file output, each finished block is checkpointed beside it (``.NAME.vecpipe-partial/``);
+  rerunning the same command after a kill reuses the finished blocks and embeds only the rest, and
+  the final file is byte-identical to an uninterrupted run;
+* ``shard=(i, n)`` embeds blocks ``i, i+n, i+2n, ...``; :mod:`vecpipe.stages.merge` interleaves the
+  shards back into input order, byte-identical to the unsharded output. The last block of a shard
+  carries the shard's row count, so merge can tell a complete shard from a cut one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from vecpipe.errors import InputError, UsageError, VecpipeError
+from vecpipe.formats import metadata, sniff
+from vecpipe.formats.records import Fields, read_records
+from vecpipe.formats.vectors import vectors_batch, vectors_schema
+from vecpipe.pipeline.progress import Progress
+from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
+
+BLOCK = 2048  # records per block: the encoder's sorting window, checkpoint and shard unit
+SHARD_END = "vecpipe.shard_rows"  # custom metadata of a shard's last block: the rows the shard holds
+MARK_SHARD_ENDS = False
+
+
+def vectors_metadata(encoder: Any, fields: Fields, shard: tuple[int, int] | None = None, block: int = BLOCK) -> dict[str, Any]:
+    info = dict(encoder.info)
+    normalized = bool(info.get("normalize", True))
+    return metadata.new(
+        "vectors",
+        dim=encoder.dim,
+        dtype="float32",
+        metric="cos" if normalized else "ip",
+        normalized=normalized,
+        model=info,
+        fields={k: v for k, v in vars(fields).items() if v is not None} or None,
+        block=block,
+        shard={"index": shard[0], "count": shard[1]} if shard else None,
+    )
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` (0 <= I < N) to ``(I, N)``."""
+    if not text:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise UsageError(f"--shard {text!r}: need 0 <= I < N")
+    return i, n
+
+
+def count_rows(inp: sniff.Input) -> int | None:
+    """Cheap row count of a regular file input for progress totals (lines of text, Parquet metadata)."""
+    if not inp.regular or inp.path is None:
+        return None
+    try:
+        if inp.format == sniff.PARQUET:
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(inp.path).metadata.num_rows)
+        if inp.format in (sniff.JSONL, sniff.TEXT):
+            with open(inp.path, "rb") as fh:
+                n, last = 0, b"\n"
+                while chunk := fh.read(1 << 22):
+                    n += chunk.count(b"\n")
+                    last = chunk[-1:]
+            return n + (last != b"\n")
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def blocks(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """Re-cut record batches into blocks of exactly ``size`` rows (the last may be shorter)."""
+    pending: list[pa.RecordBatch] = []
+    n = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(size - n, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            batch = batch.slice(take)
+            n += take
+            if n == size:
+                yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+                pending, n = [], 0
+    if n:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
+
+def embed_records(encoder: Any, batches: Any, progress: Progress) -> Iterator[tuple[pa.Array, Any]]:
+    """(ids, float32 matrix) per input batch of text records, in input order."""
+    pending: list[pa.Array] = []
+    done = [0, 0]
+
+    def texts() -> Iterator[list[str]]:
+        for batch in batches:
+            pending.append(batch.column(0))
+            yield batch.column(1).to_pylist()
+
+    def advance(n_texts: int, n_tokens: int) -> None:
+        progress.advance(n_texts - done[0], n_tokens - done[1])
+        done[0], done[1] = n_texts, n_tokens
+
+    for matrix in encoder.encode_batches(texts(), on_progress=advance):
+        yield pending.pop(0), matrix
+
+
+def model_ref(model: str | Path | None) -> dict[str, str]:
+    """How a manifest records a model: its name and the sha256 of its weights."""
+    from vecpipe.encode.model import resolve_model
+
+    spec = resolve_model(model)
+    return {"name": spec.name, "sha256": spec.sha256}
+
+
+@dataclass
+class Embed(Stage):
+    """Embed text records (BEIR/generic JSONL, TSV, Parquet, Arrow) into a vectors table."""
+
+    name = "embed"
+    devices = ("auto", "cpu", "cuda")
+
+    input: str = inp("-")
+    output: str | None = opt(None)
+    model: str | None = rec(None)
+    pooling: str | None = rec(None)
+    max_length: int | None = rec(None)
+    prefix: str = rec("")
+    batch_size: int = rec(32)
+    fields: Fields = rec(Fields())
+    shard: str | None = rec(None)
+    skip_bad: bool = rec(False)
+    format: str | None = rec(None)
+    threads: int | None = opt(None)
+    checkpoints: bool = opt(True)
+
+    def check(self) -> None:
+        parse_shard(self.shard)
+
+    def recorded(self, name: str, value: Any) -> Any:
+        if name == "model":
+            return model_ref(value)
+        return super().recorded(name, value)
+
+    def run(self, ctx: Context) -> dict[str, int]:
+        from vecpipe.encode import load_encoder
+
+        shard = parse_shard(self.shard)
+        encoder = load_encoder(model=self.model, pooling=self.pooling, max_length=self.max_length, prefix=self.prefix,
+                               batch_size=self.batch_size, threads=self.threads, device=ctx.device)
+        skipped: list[str] = []
+
+        def on_bad(where: str, reason: str) -> None:
+            skipped.append(where)
+            ctx.note(f"skipped {where}: {reason}")
+
+        block = int(getattr(encoder, "window", BLOCK))
+        source = ctx.input("input")
+        records: Iterator[pa.RecordBatch] = blocks(
+            read_records(source, self.fields, block, skip_bad=on_bad if self.skip_bad else None), block)
+        if shard:
+            index, count = shard
+            records = (b for k, b in enumerate(records) if k % count == index)
+        records = iter(records)
+        total = None if shard else count_rows(source)
+        counts = {"rows": 0, "reused": 0, "embedded": 0}
+        progress = ctx.progress
+        progress.start("embed", total=total, unit="docs")
+        schema = vectors_schema(encoder.dim, "float32", vectors_metadata(encoder, self.fields, shard, block))
+        with ctx.table_sink(schema) as sink:
+            ckpt = ctx.checkpoint(sink.schema) if self.checkpoints else None
+            reuse = ckpt.reusable() if ckpt else 0
+            try:
+                out = _ShardEnd(sink) if shard and MARK_SHARD_ENDS else sink
+                k = 0
+                for batch in itertools.islice(records, reuse):
+                    assert ckpt is not None
+                    saved = ckpt.load(k)
+                    if not saved.column(0).equals(batch.column(0)):
+                        ckpt.remove()
+                        raise InputError(f"{ckpt.dir}: checkpoint does not match the input; rerun to start over")
+                    out.write(saved)
+                    counts["reused"] += saved.num_rows
+                    progress.advance(saved.num_rows)
+                    k += 1
+                if counts["reused"]:
+                    progress.note(f"resumed from checkpoint: reused {counts['reused']} rows")
+
+                def worker(batches: Any) -> Iterator[tuple[pa.Array, Any]]:
+                    return embed_records(encoder, batches, progress)
+
+                for ids, matrix in ctx.engine.map_batches(lambda: worker, records):
+                    out_batch = vectors_batch(ids, matrix, sink.schema)
+                    if ckpt:
+                        ckpt.save(k, out_batch)
+                    k += 1
+                    out.write(out_batch)
+                    counts["embedded"] += out_batch.num_rows
+                if isinstance(out, _ShardEnd):
+                    out.finish()
+                counts["rows"] = sink.rows
+            except VecpipeError:
+                # Bad data or a failed model: the checkpoint cannot be resumed (fixing the input
+                # changes its fingerprint). Interrupts and kills keep it, to be resumed.
+                if ckpt:
+                    ckpt.remove()
+                raise
+        if ckpt:
+            ckpt.remove()
+        if skipped:
+            ctx.done(f"skipped {len(skipped)} bad records")
+        if counts["reused"]:
+            ctx.done(f"reused {counts['reused']} rows from the checkpoint, embedded {counts['embedded']}")
+        return counts
+
+
+class _ShardEnd:
+    """Holds back one block so that a shard's last block can carry the shard's row count."""
+
+    def __init__(self, sink: Any):
+        self.sink = sink
+        self.held: pa.RecordBatch | None = None
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.held is not None:
+            self.sink.write(self.held)
+        self.held = batch
+        self.rows += batch.num_rows
+
+    def finish(self) -> None:
+        last = self.held if self.held is not None else pa.RecordBatch.from_pylist([], schema=self.sink.schema)
+        self.sink.write_last(last, {SHARD_END: json.dumps(self.rows)})
