@@ -77,6 +77,7 @@ def open_session(
     """An onnxruntime session, and whether the softmax NaN guards were stripped (see graph.py)."""
     import onnxruntime as ort  # noqa: PLC0415
 
+    ort.set_default_logger_severity(3)  # errors only: warnings never reach the user's stderr
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -234,7 +234,7 @@ def corrupt_error(name: str, fmt: str, exc: BaseException, where: str = "") -> I
     return InputError(f"{name}: unreadable {fmt} data{where} ({_first_line(exc)}); the file may be truncated or corrupt")
 
 
-def _guarded(batches, name: str, fmt: str):
+def guarded_batches(batches, name: str, fmt: str):
     rows = 0
     try:
         for batch in batches:
@@ -272,7 +272,7 @@ def open_arrow_batches(inp: sniff.Input, batch_size: int = 65536, columns: list[
             str(f.type)
     except CORRUPT as exc:
         raise corrupt_error(inp.name, inp.format, exc) from None
-    return schema, _guarded(batches, inp.name, inp.format)
+    return schema, guarded_batches(batches, inp.name, inp.format)
 
 
 def read_table(inp: sniff.Input, what: str) -> pa.Table:

@@ -31,7 +31,6 @@ from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
 
 BLOCK = 2048  # records per block: the encoder's sorting window, checkpoint and shard unit
 SHARD_END = "vecpipe.shard_rows"  # custom metadata of a shard's last block: the rows the shard holds
-MARK_SHARD_ENDS = False
 
 
 def vectors_metadata(encoder: Any, fields: Fields, shard: tuple[int, int] | None = None, block: int = BLOCK) -> dict[str, Any]:
@@ -185,7 +184,7 @@ class Embed(Stage):
             ckpt = ctx.checkpoint(sink.schema) if self.checkpoints else None
             reuse = ckpt.reusable() if ckpt else 0
             try:
-                out = _ShardEnd(sink) if shard and MARK_SHARD_ENDS else sink
+                out = _ShardEnd(sink) if shard else sink
                 k = 0
                 for batch in itertools.islice(records, reuse):
                     assert ckpt is not None

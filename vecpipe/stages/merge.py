@@ -2,8 +2,10 @@
 
 Shard ``I`` of ``N`` holds blocks ``I, I+N, I+2N, ...`` of the input; merging interleaves the blocks
 round-robin. Shards must come from the same job: same model, dimension, parameters and input
-fingerprint; they differ only in their shard index. The merged table carries the metadata of the
-unsharded job, so it is byte-identical to an unsharded run.
+fingerprint; they differ only in their shard index. Each shard must be complete: its last block
+carries the number of rows the shard holds (a shard streamed to stdout and cut short is refused).
+The merged table carries the metadata of the unsharded job, so it is byte-identical to an unsharded
+run.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
 
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata, sniff
-from vecpipe.formats.records import open_arrow_batches
+from vecpipe.formats.records import CORRUPT, corrupt_error, guarded_batches
 from vecpipe.formats.vectors import UniqueIds, dtype_name, vectors_schema
 from vecpipe.pipeline.runner import Context, Stage, opt, rec
-from vecpipe.stages.embed import blocks
+from vecpipe.stages.embed import SHARD_END, blocks
 
 
 def _unsharded(meta: dict[str, Any]) -> dict[str, Any]:
@@ -41,19 +45,74 @@ def _diff(a: dict, b: dict, prefix: str = "") -> str:
     return ""
 
 
+def _declared_rows(custom: Any) -> int | None:
+    """The row count a shard's end mark records (see :data:`vecpipe.stages.embed.SHARD_END`)."""
+    if not custom:
+        return None
+    value = dict(custom).get(SHARD_END.encode(), dict(custom).get(SHARD_END))
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 class _Shard:
     def __init__(self, path: str | Path):
         self.name = str(path)
         self.inp = sniff.Input(path)
         if self.inp.format not in (sniff.PARQUET, sniff.ARROW_FILE, sniff.ARROW_STREAM):
             raise InputError(f"{self.name}: not a vectors table; merge takes the outputs of vecpipe embed --shard")
-        self.schema, self.batches = open_arrow_batches(self.inp)
+        self.declared: int | None = None
+        self.rows = 0
+        try:
+            self.schema, batches = self._open()
+        except CORRUPT as exc:
+            raise corrupt_error(self.name, self.inp.format, exc) from None
+        self.batches = self._counted(guarded_batches(batches, self.name, self.inp.format))
         self.meta = metadata.read(self.schema)
         shard = self.meta.get("shard")
         if self.meta.get("kind") != "vectors" or not isinstance(shard, dict):
             raise InputError(f"{self.name}: not a shard (no shard in its metadata); make shards with vecpipe embed --shard I/N")
         self.index, self.count = int(shard["index"]), int(shard["count"])
         self.block = int(self.meta.get("block") or 0)
+
+    def _open(self) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """The schema and batches, noting the end mark (Parquet footer, last Arrow batch)."""
+        if self.inp.format == sniff.PARQUET:
+            pf = pq.ParquetFile(self.inp.seekable(), page_checksum_verification=True)
+            self.declared = _declared_rows(pf.metadata.metadata)
+            return pf.schema_arrow, pf.iter_batches(batch_size=65536)
+        if self.inp.format == sniff.ARROW_FILE:
+            reader = ipc.open_file(self.inp.seekable())
+            n = reader.num_record_batches
+            if n:
+                self.declared = _declared_rows(reader.get_batch_with_custom_metadata(n - 1).custom_metadata)
+            return reader.schema, (reader.get_batch(i) for i in range(n))
+        stream = ipc.open_stream(self.inp.stream)
+        return stream.schema, self._stream(stream)
+
+    def _stream(self, reader: Any) -> Iterator[pa.RecordBatch]:
+        while True:
+            try:
+                item = reader.read_next_batch_with_custom_metadata()
+            except StopIteration:
+                return
+            self.declared = _declared_rows(item.custom_metadata)  # the last batch's mark is what counts
+            yield item.batch
+
+    def _counted(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            self.rows += batch.num_rows
+            yield batch
+
+    def check_complete(self) -> None:
+        """Refuse a shard cut short: its rows must be the count its end mark records."""
+        if self.declared is None:
+            raise InputError(f"{self.name}: incomplete shard (it lacks the end mark vecpipe embed --shard writes "
+                             "last); rerun that shard")
+        if self.rows != self.declared:
+            raise InputError(f"{self.name}: incomplete shard: holds {self.rows} rows but was written with "
+                             f"{self.declared}; rerun that shard")
 
 
 def merged_metadata(paths: list[str | Path]) -> dict[str, Any]:
@@ -139,6 +198,8 @@ class Merge(Stage):
                         alive.append((s, it))
                     shards = [s for s, _ in alive]
                     iters = [it for _, it in alive]
+                for s in opened:
+                    s.check_complete()
             if ctx.target.kind != "stdout":
                 ctx.done(f"wrote {ctx.target.display}: {rows} rows from {len(self.shards)} shards")
             return rows
