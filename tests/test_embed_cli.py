@@ -166,7 +166,7 @@ def test_eval_errors(cli, tmp_path):
     res = cli("eval", tmp_path / "run.trec", "--qrels", tmp_path / "qrels.tsv")
     assert res.exit_code == 1 and "share no query id" in res.stderr and res.stderr.count("\n") == 1
     res = cli("eval", tmp_path / "run.trec", "--qrels", tmp_path / "qrels.tsv", "-m", "nDCG@ten")
-    assert res.exit_code == 1 and "unknown measure" in res.stderr
+    assert res.exit_code == 2 and "nDCG@ten" in res.stderr  # a bad option value is a usage error
     res = cli("eval", tmp_path / "missing.trec", "--qrels", tmp_path / "qrels.tsv")
     assert res.exit_code == 1 and "no such file" in res.stderr
 

@@ -280,9 +280,9 @@ def test_parse_measures():
     assert ms[4].rel == 2
 
 
-@pytest.mark.parametrize("name", ["foo", "ndcg@10", "nDCG@x", "nDCG@0", "P", "Bpref", "P(judged_only=True)@5"])
+@pytest.mark.parametrize("name", ["foo", "ndcg@10", "nDCG@x", "nDCG@0", "P", "RBP", "P(judged_only=True)@5"])
 def test_unknown_or_unsupported_measure(name):
-    with pytest.raises(InputError) as exc:
+    with pytest.raises(UsageError) as exc:
         parse_measures([name])
     msg = str(exc.value)
     assert "\n" not in msg and name in msg

@@ -6,7 +6,13 @@
 {'nDCG@10': 0.65, 'R@100': 0.91}
 """
 
-from vecpipe.evaluate.measures import DEFAULT_MEASURES, KNOWN, Measure, parse_measure, parse_measures
+from vecpipe.evaluate.measures import (
+    DEFAULT_MEASURES,
+    KNOWN,
+    Measure,
+    parse_measure,
+    parse_measures,
+)
 from vecpipe.evaluate.metrics import EvalResult, evaluate
 from vecpipe.evaluate.output import format_json, format_tsv, to_dict
 

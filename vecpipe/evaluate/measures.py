@@ -1,83 +1,230 @@
-"""Measure names in ir_measures notation (``nDCG@10``, ``R@100``, ``RR@10``, ``AP``, ``P@10``,
-``Judged@10``), parsed with :func:`ir_measures.parse_measure` into :class:`Measure` values.
+"""Measure names, parsed into :class:`Measure` values without importing ir_measures.
+
+Two notations, for every measure of the table in :mod:`vecpipe.evaluate.registry`:
+
+- ir_measures notation: ``nDCG@10``, ``R@100``, ``RR@10``, ``AP``, ``AP(rel=2)``, ``P(rel=2)@5``,
+  ``nDCG(dcg='log2')@10``, ``IPrec@0.5``, ``NumRelRet``, ... Parsed as ir_measures parses it (a
+  Python expression ``Name(key=value, ...)@value``, read with :mod:`ast`, nothing evaluated), so a
+  name gives the same kind, cutoff and parameters as ``ir_measures.parse_measure`` would.
+- trec_eval names: ``ndcg_cut_10`` (= nDCG@10), ``ndcg``, ``recall_100`` (= R@100), ``P_10``,
+  ``map``, ``map_cut_10``, ``recip_rank``, ``success_10``, ``Rprec``, ``bpref``, ``infAP``,
+  ``num_ret``, ``num_rel``, ``num_rel_ret``, ``iprec_at_recall_0.50`` (``.`` works for ``_`` before
+  the number, as in trec_eval's ``-m P.10``).
+
+A measure is reported under the name the user wrote. ir_measures is imported only to explain a name
+the table does not know (is it an ir_measures measure vecpipe does not compute, or a typo?).
+Unknown, unsupported or malformed names raise :class:`~vecpipe.errors.UsageError` (exit status 2:
+a bad option value) with a one-line message.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any
 
-from vecpipe.errors import InputError
+from vecpipe.errors import UsageError
+from vecpipe.evaluate.registry import REGISTRY, SPECS, MeasureSpec
 
 DEFAULT_MEASURES = ("nDCG@10", "R@100", "RR@10", "AP")
 
-KNOWN = "nDCG@k, nDCG, R@k, R, RR@k, RR, AP, AP@k, P@k, Judged@k, Judged"
+KNOWN = ", ".join(form for s in SPECS for form in s.known) + "; trec_eval names such as ndcg_cut_10, P_10, map"
 
-# measure -> parameters (besides cutoff) we compute, and whether a cutoff is required
-_SUPPORTED = {
-    "nDCG": ({"dcg": ("log2",)}, False),
-    "R": ({"rel": None}, False),
-    "RR": ({"rel": None}, False),
-    "AP": ({"rel": None}, False),
-    "P": ({"rel": None}, True),
-    "Judged": ({}, False),
-}
+# ir_measures names and aliases -> (table row, parameters the alias sets)
+_NAMES: dict[str, tuple[MeasureSpec, Mapping[str, int]]] = {}
+for _s in SPECS:
+    _NAMES[_s.name] = (_s, {})
+    for _alias, _preset in _s.aliases.items():
+        _NAMES[_alias] = (_s, _preset)
+
+# trec_eval names: plain ones, and bases that take a numeric suffix (ndcg_cut_10, iprec_at_recall_0.50)
+_TREC: dict[str, tuple[MeasureSpec, Mapping[str, int]]] = {}
+_TREC_SUFFIXED: dict[str, tuple[MeasureSpec, Mapping[str, int]]] = {}
+for _s in SPECS:
+    for _trec, _preset in _s.trec.items():
+        if _trec.endswith("_K"):
+            _TREC_SUFFIXED[_trec[:-2]] = (_s, _preset)
+        else:
+            _TREC[_trec] = (_s, _preset)
+_TREC_RE = re.compile(r"(?P<base>" + "|".join(sorted(map(re.escape, _TREC_SUFFIXED), key=len, reverse=True))
+                      + r")[._](?P<arg>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 @dataclass(frozen=True)
 class Measure:
-    """A parsed measure: ``name`` as the user wrote it, ``kind`` (``nDCG``, ``R``, ``RR``, ``AP``,
-    ``P``, ``Judged``), ``cutoff`` (``None``: the whole ranking) and ``rel`` (the lowest relevance
-    level counted as relevant, trec_eval's ``-l``; nDCG uses graded gains and ignores it)."""
+    """A parsed measure: ``name`` as the user wrote it, ``kind`` (the ir_measures name of its row in
+    the measure table: ``nDCG``, ``R``, ``RR``, ``AP``, ``P``, ``Judged``, ``Success``, ``Rprec``,
+    ``Bpref``, ``infAP``, ``ERR``, ``IPrec``, ``NumRet``, ``NumRel``), ``cutoff`` (``None``: the whole
+    ranking), ``rel`` (the lowest relevance level counted as relevant, trec_eval's ``-l``; measures
+    without that parameter keep 1 and ignore it; ``NumRet`` without it is ``None``: every document)
+    and ``recall`` (IPrec's recall level)."""
 
     name: str
     kind: str
     cutoff: int | None = None
-    rel: int = 1
+    rel: int | None = 1
+    recall: float | None = None
 
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def spec(self) -> MeasureSpec:
+        """Its row in the measure table."""
+        return REGISTRY[self.kind]
 
-def parse_measure(name: str) -> Measure:
-    """Parse one measure name; an unknown or unsupported name raises :class:`InputError`."""
+    @property
+    def depth(self) -> int | None:
+        """How deep into a ranking it looks (its cutoff), ``None`` for the whole ranking."""
+        return self.cutoff
+
+
+class _Malformed(Exception):
+    """Not in ``Name(key=value, ...)@value`` form."""
+
+
+def parse_measure(name: str | Measure) -> Measure:
+    """Parse one measure name; an unknown, unsupported or malformed one raises :class:`UsageError`."""
     if isinstance(name, Measure):
+        if name.kind not in REGISTRY:
+            raise UsageError(f"measure {name.name!r} has kind {name.kind!r}, which vecpipe eval does not compute; known: {KNOWN}")
         return name
     text = str(name).strip()
     if not text:
-        raise InputError(f"empty measure name; known: {KNOWN}")
-    import ir_measures  # lazy: keeps --help fast
+        raise UsageError(f"empty measure name; known: {KNOWN}")
+    trec = _parse_trec(text)
+    if trec is not None:
+        return trec
+    try:
+        ident, params, at = _parse_notation(text)
+    except _Malformed:
+        raise UsageError(f"unknown measure {text!r}{_suggest(text)}; known: {KNOWN}") from None
+    if ident not in _NAMES:
+        raise _unknown(text, ident)
+    spec, preset = _NAMES[ident]
+    merged: dict[str, Any] = dict(preset)
+    merged.update(params)
+    if at is not _NOTHING:
+        merged[spec.at or "cutoff"] = at
+    return _build(text, spec, merged)
+
+
+_NOTHING: Any = object()
+
+
+def _parse_notation(text: str) -> tuple[str, dict[str, Any], Any]:
+    """ir_measures' grammar: ``Name``, ``Name(k=v, ...)``, either followed by ``@value``."""
+    import ast  # already loaded by typer's inspect; a few ms otherwise
 
     try:
-        parsed = ir_measures.parse_measure(text)
-    except (NameError, ValueError, SyntaxError, TypeError, AttributeError):
-        raise InputError(f"unknown measure {text!r}{_suggest(text)}; known: {KNOWN}") from None
-    kind = parsed.NAME
-    if kind not in _SUPPORTED:
-        raise InputError(f"measure {text!r} is not supported by vecpipe eval; known: {KNOWN}")
-    allowed, needs_cutoff = _SUPPORTED[kind]
-    params = dict(parsed.params)
+        body = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise _Malformed from None
+    at: Any = _NOTHING
+    if isinstance(body, ast.BinOp) and isinstance(body.op, ast.MatMult):
+        at = _value(body.right)
+        body = body.left
+    params: dict[str, Any] = {}
+    if isinstance(body, ast.Call):
+        if body.args or any(k.arg is None for k in body.keywords):
+            raise _Malformed
+        for kw in body.keywords:
+            assert kw.arg is not None
+            params[kw.arg] = _value(kw.value)
+        body = body.func
+    if not isinstance(body, ast.Name):
+        raise _Malformed
+    return body.id, params, at
+
+
+def _value(node: Any) -> Any:
+    """A literal as ir_measures reads it (numbers, strings, True/False/None, dicts of those)."""
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)) or (
+            isinstance(node, ast.Constant) and node.value is None):
+        return node.value
+    if isinstance(node, ast.Dict):
+        return {_value(k): _value(v) for k, v in zip(node.keys, node.values)}
+    return _Unreadable(ast.unparse(node))
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A parameter value that is not a literal (``nDCG@x``): refused by the checks below."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _parse_trec(text: str) -> Measure | None:
+    if text in _TREC:
+        spec, preset = _TREC[text]
+        return _build(text, spec, dict(preset))
+    if text in _TREC_SUFFIXED and text not in _NAMES:  # P alone is ir_measures' P
+        example = "0.50" if _TREC_SUFFIXED[text][0].at == "recall" else "10"
+        raise UsageError(f"measure {text!r} needs a cutoff, as in {text}_{example}")
+    if not _TREC_SUFFIXED:
+        return None
+    match = _TREC_RE.fullmatch(text)
+    if match is None:
+        return None
+    spec, preset = _TREC_SUFFIXED[match["base"]]
+    arg = match["arg"]
+    params: dict[str, Any] = dict(preset)
+    if spec.at == "recall":
+        params["recall"] = float(arg)
+    elif arg.isdigit():
+        params["cutoff"] = int(arg)
+    else:
+        params["cutoff"] = _Unreadable(arg)
+    return _build(text, spec, params)
+
+
+def _build(text: str, spec: MeasureSpec, params: dict[str, Any]) -> Measure:
+    """Check the parameters against the table row; the :class:`Measure`."""
+    kind = spec.name
     cutoff = params.pop("cutoff", None)
+    recall = params.pop("recall", None)
     if cutoff is not None:
+        if spec.at != "cutoff":
+            what = "a recall level, as in IPrec@0.5" if spec.at == "recall" else "no cutoff"
+            raise UsageError(f"measure {text!r}: {kind} takes {what}; known: {KNOWN}")
         if isinstance(cutoff, bool) or not isinstance(cutoff, int) or cutoff < 1:
-            raise InputError(f"measure {text!r}: the cutoff must be a positive integer, as in {kind}@10")
-    elif needs_cutoff:
-        raise InputError(f"measure {text!r} needs a cutoff, as in {kind}@10")
-    rel = 1
+            raise UsageError(f"measure {text!r}: the cutoff must be a positive integer, as in {kind}@10")
+    if recall is not None:
+        if spec.at != "recall":
+            raise UsageError(f"measure {text!r}: {kind} takes no recall level; known: {KNOWN}")
+        if isinstance(recall, bool) or not isinstance(recall, (int, float)) or not 0 <= recall <= 1:
+            raise UsageError(f"measure {text!r}: the recall level must be a number from 0 to 1, as in {kind}@0.5")
+        recall = float(recall)
+    if spec.at_required and (cutoff if spec.at == "cutoff" else recall) is None:
+        example = "0.5" if spec.at == "recall" else "10"
+        what = "a recall level" if spec.at == "recall" else "a cutoff"
+        raise UsageError(f"measure {text!r} needs {what}, as in {kind}@{example}")
+    rel = spec.rel_default
     for key, value in params.items():
-        if key not in allowed:
-            raise InputError(f"measure {text!r}: parameter {key!r} is not supported; known: {KNOWN}")
-        choices = allowed[key]
-        if choices is not None and value not in choices:
-            raise InputError(f"measure {text!r}: {key}={value!r} is not supported (supported: {', '.join(map(str, choices))})")
-        if key == "rel":
+        if key == "rel" and spec.rel:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InputError(f"measure {text!r}: rel must be a non-negative integer relevance level, as in {kind}(rel=2)")
+                raise UsageError(
+                    f"measure {text!r}: rel must be a non-negative integer relevance level, as in {kind}(rel=2)")
             rel = value
-    return Measure(name=text, kind=kind, cutoff=cutoff, rel=rel)
+        elif key in spec.choices:
+            choices = spec.choices[key]
+            if value not in choices:
+                raise UsageError(f"measure {text!r}: {key}={value!r} is not supported "
+                                 f"(supported: {', '.join(map(str, choices))})")
+        else:
+            raise UsageError(f"measure {text!r}: parameter {key!r} is not supported; known: {KNOWN}")
+    if not spec.rel:
+        rel = 1
+    return Measure(name=text, kind=kind, cutoff=cutoff, rel=rel, recall=recall)
 
 
-def parse_measures(names: Iterable[str] | str | None = None) -> list[Measure]:
+def parse_measures(names: Iterable[str | Measure] | str | Measure | None = None) -> list[Measure]:
     """Parse measure names (``None``: the defaults ``nDCG@10 R@100 RR@10 AP``), dropping repeats.
 
     A string may hold several names separated by spaces or commas (outside parentheses).
@@ -95,12 +242,14 @@ def parse_measures(names: Iterable[str] | str | None = None) -> list[Measure]:
                 seen.add(m.name)
                 out.append(m)
     if not out:
-        raise InputError(f"no measure given; known: {KNOWN}")
+        raise UsageError(f"no measure given; known: {KNOWN}")
     return out
 
 
 def _split(text: str) -> list[str]:
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1
@@ -117,11 +266,48 @@ def _split(text: str) -> list[str]:
     return parts
 
 
+# ------------------------------------------------------------------------------------------ errors
+
+_SYNONYMS = {"mrr": "RR", "recall": "R", "precision": "P", "map": "AP", "ndcg": "nDCG", "success": "Success",
+             "bpref": "Bpref", "rprec": "Rprec", "err": "ERR", "infap": "infAP", "iprec": "IPrec",
+             "judged": "Judged", "numret": "NumRet", "numrel": "NumRel", "numrelret": "NumRelRet"}
+
+
+def _unknown(text: str, ident: str) -> UsageError:
+    """The error for a well-formed name the table lacks: unsupported (ir_measures knows it) or unknown."""
+    ir_known: bool
+    try:
+        import ir_measures  # only here: its import costs ~100 ms
+
+        ir_known = ident in ir_measures.measures.registry
+    except ImportError:
+        ir_known = False
+    if ir_known:
+        return UsageError(f"measure {text!r} is not supported by vecpipe eval; known: {KNOWN}")
+    return UsageError(f"unknown measure {text!r}{_suggest(text)}; known: {KNOWN}")
+
+
 def _suggest(text: str) -> str:
-    base, _, rest = text.partition("@")
-    aliases = {"ndcg": "nDCG", "r": "R", "recall": "R", "rr": "RR", "mrr": "RR", "map": "AP", "ap": "AP",
-               "p": "P", "precision": "P", "judged": "Judged"}
-    fixed = aliases.get(base.lower())
-    if fixed and fixed != base:
-        return f" (did you mean {fixed}{'@' + rest if rest else ''}?)"
-    return ""
+    """`` (did you mean nDCG@10?)`` for a near miss, else ``""``."""
+    import difflib
+
+    match = re.match(r"[^@(]*", text)
+    base = match.group(0) if match else text
+    rest = text[len(base):]
+    names = {n.lower(): n for n in _NAMES}
+    names.update({s.name.lower(): s.name for s in SPECS})  # nDCG before its alias NDCG
+    fixed = names.get(base.lower()) or _SYNONYMS.get(base.lower())
+    if fixed is None:  # a near miss: ir_measures names first, then trec_eval names
+        trec = {**{n.lower(): n for n in _TREC}, **{f"{b}_K".lower(): f"{b}_K" for b in _TREC_SUFFIXED}}
+        for pool in (names, trec):
+            close = difflib.get_close_matches(base.lower(), list(pool), n=1, cutoff=0.75)
+            if close:
+                fixed = pool[close[0]]
+                break
+        if fixed is None:
+            return ""
+        if fixed.endswith("_K"):
+            return f" (did you mean {fixed[:-2]}_10?)"
+    if fixed == base:
+        return ""
+    return f" (did you mean {fixed}{rest}?)"

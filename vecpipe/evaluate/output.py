@@ -10,31 +10,33 @@ import json
 from vecpipe.evaluate.metrics import EvalResult
 
 
-def _fmt(value: float, digits: int) -> str:
-    return f"{value:.{digits}f}"
+def _fmt(value: float, digits: int, count: bool = False) -> str:
+    return f"{value:.0f}" if count else f"{value:.{digits}f}"
 
 
 def format_tsv(result: EvalResult, per_query: bool = False, digits: int = 4) -> str:
     """Tab-separated text ending in a newline.
 
-    Without ``per_query``: a header ``measure<TAB>value`` and one line per measure (the mean).
+    Without ``per_query``: a header ``measure<TAB>value`` and one line per measure (the mean; the
+    sum, as an integer, for the count measures ``NumRet``, ``NumRel``, ``NumRelRet``).
     With ``per_query``: header ``qid<TAB>measure<TAB>value``, one line per qrels query and measure
     (qrels order; missing queries score 0), then the means under qid ``all`` (as trec_eval ``-q``).
     """
     lines: list[str] = []
     agg = result.aggregate
+    counts = [m.spec.total for m in result.measures]  # NumRet, NumRel: integers, summed
     if per_query:
         lines.append("qid\tmeasure\tvalue")
         names = result.names
         for qid, row in zip(result.qids, result.values.tolist()):
-            for name, value in zip(names, row):
-                lines.append(f"{qid}\t{name}\t{_fmt(value, digits)}")
-        for name, value in agg.items():
-            lines.append(f"all\t{name}\t{_fmt(value, digits)}")
+            for name, value, count in zip(names, row, counts):
+                lines.append(f"{qid}\t{name}\t{_fmt(value, digits, count)}")
+        for (name, value), count in zip(agg.items(), counts):
+            lines.append(f"all\t{name}\t{_fmt(value, digits, count)}")
     else:
         lines.append("measure\tvalue")
-        for name, value in agg.items():
-            lines.append(f"{name}\t{_fmt(value, digits)}")
+        for (name, value), count in zip(agg.items(), counts):
+            lines.append(f"{name}\t{_fmt(value, digits, count)}")
     return "\n".join(lines) + "\n"
 
 

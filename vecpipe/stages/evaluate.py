@@ -82,6 +82,8 @@ class Evaluate(Stage):
                           run_name="run" if self.run_input == "-" else self.run_input, qrels_name=self.qrels)
         if result.missing_queries:
             ctx.note(f"the run lacks {result.missing_queries} of {result.n_qrels_queries} qrels queries; they score 0")
+        for name in result.deeper_than_run:
+            ctx.note(f"{name} looks deeper than the run, which holds at most {result.max_depth} documents per query")
         renderers = {"json": format_json, "tsv": format_tsv, "table": format_table}
         ctx.write_text(renderers[ctx.format.name](result, self.per_query))
         return result
