@@ -1,6 +1,6 @@
 """The package graph: which vecpipe package may import which (imports inside functions included).
 
-Layers, bottom to top: ``errors`` and ``metric``; ``formats``; ``compress``, ``encode``,
+Layers, bottom to top: ``errors``, ``metric`` and ``native``; ``formats``; ``compress``, ``encode``,
 ``evaluate``, ``pipeline``; ``index`` (over compress); ``stages``; ``api`` and ``cli``. A package
 imports only from its own layer's allowances below; no cycles, no upward imports. The library never
 imports typer or rich.
@@ -18,13 +18,14 @@ PACKAGE = ROOT / "vecpipe"
 ALLOWED = {
     "errors": set(),
     "metric": {"errors"},
+    "native": set(),
     "formats": {"errors"},
-    "compress": {"errors", "metric", "formats"},
+    "compress": {"errors", "metric", "native", "formats"},
     "encode": {"errors", "formats"},
     "evaluate": {"errors", "formats"},
     "pipeline": {"errors", "formats"},
-    "index": {"errors", "metric", "formats", "compress"},
-    "stages": {"errors", "metric", "formats", "compress", "encode", "evaluate", "pipeline", "index"},
+    "index": {"errors", "metric", "native", "formats", "compress"},
+    "stages": {"errors", "metric", "native", "formats", "compress", "encode", "evaluate", "pipeline", "index"},
     "api": {"pipeline", "stages"},
     "cli": {"errors", "pipeline", "stages", "formats"},
     "__init__": set(),

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vecpipe.metric import l2_normalize
+from vecpipe.native import captured_native_stderr
 
 SCALAR = ("int8", "uint8")
 
@@ -92,7 +93,8 @@ def pq_train(matrix: np.ndarray, m: int, nbits: int, seed: int) -> dict[str, Any
     pq = faiss.ProductQuantizer(d, m, nbits)
     pq.cp.seed = seed
     pq.cp.min_points_per_centroid = 1  # small corpora: train anyway, without faiss's warning
-    pq.train(np.ascontiguousarray(matrix, dtype=np.float32))
+    with captured_native_stderr():  # nothing faiss prints reaches the user's stderr
+        pq.train(np.ascontiguousarray(matrix, dtype=np.float32))
     cents = faiss.vector_to_array(pq.centroids).astype("<f4")
     raw = cents.tobytes()
     return {"method": "pq", "m": m, "nbits": nbits, "seed": seed,

@@ -12,7 +12,8 @@ from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata
 from vecpipe.formats.vectors import Vectors
 from vecpipe.index.compressed import build_compressed, compression_of
-from vecpipe.index.faiss_util import faiss_metric, faiss_reason, search_defaults, train_and_add
+from vecpipe.index.faiss_util import search_defaults, train_and_add
+from vecpipe.index.specs import check_spec, make_index
 from vecpipe.metric import check_metric, default_metric, prepare
 
 DEFAULT_TRAIN_SIZE = 100_000
@@ -60,10 +61,10 @@ def build_index(
     if vecs.matrix.dtype.kind != "f":
         raise InputError(f"{vecs.name}: holds {vecs.matrix.dtype} codes; build-index over float vectors here")
     dim = vecs.matrix.shape[1]
-    try:
-        index = faiss.index_factory(dim, spec, faiss_metric(metric))
-    except RuntimeError as exc:
-        raise UsageError(f"--spec {spec!r}: faiss cannot build it ({faiss_reason(exc)}); see the faiss index_factory syntax") from None
+    info = check_spec(spec, dim=dim, n_vectors=len(vecs), train_size=train_size, metric=metric)
+    if info.warning and on_progress:
+        on_progress(info.warning)
+    index = make_index(info, metric)
     train_and_add(index, prepare(vecs.matrix, metric), spec, train_size, seed, threads, on_progress, vecs.name)
     params = search_defaults(spec, nprobe, ef_search)
     meta = index_metadata(vecs, spec, metric, params, train_size, seed)

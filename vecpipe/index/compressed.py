@@ -24,7 +24,8 @@ import numpy as np
 from vecpipe.compress import codecs
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats.vectors import Vectors
-from vecpipe.index.faiss_util import faiss_metric, faiss_reason, train_and_add
+from vecpipe.index.faiss_util import faiss_metric, train_and_add
+from vecpipe.index.specs import check_spec, make_index
 from vecpipe.metric import default_metric, prepare
 
 FLAT_SPECS = {"int8": ("Flat", "SQ8"), "uint8": ("Flat", "SQ8"), "fp16": ("Flat", "SQfp16"),
@@ -77,10 +78,10 @@ def build_compressed(vecs: Vectors, comp: dict[str, Any], spec: str, metric: str
             raise UsageError(f"{vecs.name}: 1-bit vectors are searched with --metric hamming; binarize with --bits 2..8 for {metric} scoring")
         spec = binary_spec(spec)
         codes = pad_codes(codes, padded_width(codes.shape[1]))
-        try:
-            index = faiss.index_binary_factory(codes.shape[1] * 8, spec)
-        except RuntimeError as exc:
-            raise UsageError(f"--spec {spec!r}: faiss cannot build this binary index ({faiss_reason(exc)}); use BFlat, BHNSW32 or BIVF1024") from None
+        info = check_spec(spec, dim=codes.shape[1] * 8, n_vectors=len(codes), train_size=train_size, binary=True)
+        if info.warning and on_progress:
+            on_progress(info.warning)
+        index = make_index(info)
         train_and_add(index, np.ascontiguousarray(codes, dtype=np.uint8), spec, train_size, seed, None, on_progress,
                       vecs.name, unit="codes")
         return index, spec, metric, True
@@ -175,7 +176,8 @@ def residual_index(comp: dict[str, Any], dim: int, fmetric: int):
 # ------------------------------------------------------------------------------- query encoding
 
 
-def encode_queries(queries: np.ndarray, meta: dict[str, Any], qmeta: dict[str, Any] | None, name: str) -> np.ndarray:
+def encode_queries(queries: np.ndarray, meta: dict[str, Any], qmeta: dict[str, Any] | None, name: str,
+                   allow_mismatch: bool = False) -> np.ndarray:
     """Queries as the index wants them: float32 (truncated as the index records), or binary codes.
 
     Float queries are truncated to the index's dimension (Matryoshka) and, for binary indexes,
@@ -192,8 +194,8 @@ def encode_queries(queries: np.ndarray, meta: dict[str, Any], qmeta: dict[str, A
         if not qcomp:
             raise InputError(f"{name}: query vectors are {queries.dtype} codes without a calibration; search with float query vectors")
         if binary:
-            if qcomp.get("method") != "binary" or _thresholds(qcomp) != _thresholds(comp):
-                raise InputError(f"{name}: query codes were not binarized like the index; binarize the queries with --like the corpus artifact, or give float queries")
+            if qcomp.get("method") != "binary" or (_thresholds(qcomp) != _thresholds(comp) and not allow_mismatch):
+                raise InputError(f"{name}: query codes were not binarized like the index; binarize the queries with --like the corpus artifact, or give float queries (or --allow-mismatch)")
             return np.ascontiguousarray(queries, dtype=np.uint8)
         if qcomp.get("method") == "binary":
             raise InputError(f"{name}: 1-bit query codes cannot be scored against a {comp.get('method', 'float')} index; give float queries")

@@ -10,6 +10,7 @@ import numpy as np
 
 from vecpipe.compress.codecs import train_sample
 from vecpipe.errors import InputError
+from vecpipe.native import captured_native_stderr, summarize_faiss_warnings
 
 DEFAULT_NPROBE = 32
 DEFAULT_EF_SEARCH = 128
@@ -76,7 +77,7 @@ def train_and_add(index: Any, data: np.ndarray, spec: str, train_size: int, seed
             if on_progress:
                 on_progress(f"training {spec} on {len(train)} {unit}")
             try:
-                index.train(train)
+                quietly(lambda: index.train(train), on_progress)
             except RuntimeError as exc:
                 raise InputError(f"{name}: cannot train {spec} on {len(train)} {unit} ({faiss_reason(exc)}); use a smaller spec or more data") from None
         if threads:
@@ -85,6 +86,16 @@ def train_and_add(index: Any, data: np.ndarray, spec: str, train_size: int, seed
             faiss.omp_set_num_threads(1)
         if on_progress:
             on_progress(f"adding {len(data)} {unit}")
-        index.add(data)
+        quietly(lambda: index.add(data), on_progress)
     finally:
         faiss.omp_set_num_threads(old_threads)
+
+
+def quietly(work: Callable[[], Any], on_progress: Callable[[str], None] | None) -> Any:
+    """Run faiss code with its own stderr output captured and summarised in one note."""
+    with captured_native_stderr() as cap:
+        result = work()
+    summary = summarize_faiss_warnings(cap.lines)
+    if summary and on_progress:
+        on_progress(summary)
+    return result

@@ -6,9 +6,11 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from vecpipe.errors import UsageError
 from vecpipe.formats import registry, vpi
 from vecpipe.formats.vectors import read_vectors
 from vecpipe.index.build import DEFAULT_TRAIN_SIZE, build_index
+from vecpipe.index.specs import applies, parse_spec
 from vecpipe.metric import check_metric
 from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
 
@@ -34,6 +36,10 @@ class BuildIndex(Stage):
     def check(self) -> None:
         if self.metric is not None:
             check_metric(self.metric)
+        info = parse_spec(self.spec, binary=self.spec.startswith("B"))  # the spec's grammar, before any work
+        for option, value, param, what in (("--nprobe", self.nprobe, "nprobe", "IVF"), ("--ef-search", self.ef_search, "efSearch", "HNSW")):
+            if value is not None and not applies(info, param):
+                raise UsageError(f"{option} does not apply to --spec {self.spec!r}: it sets the search default of {what} indexes only")
 
     def run(self, ctx: Context) -> dict[str, Any]:
         vecs = read_vectors(ctx.input("vectors"))
