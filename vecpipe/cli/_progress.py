@@ -49,6 +49,9 @@ class RichProgress(Progress):
     def close(self) -> None:
         self._bar.stop()
 
+    def abort(self) -> None:
+        self._bar.stop()
+
 
 LOG_FORMATS = ("plain", "json")
 

@@ -67,13 +67,18 @@ class TableSink(Sink):
             if fmt != ARROW:
                 raise UsageError(f"--format {fmt} cannot be written to stdout; give -o FILE")
             self._writer = ipc.new_stream(sys.stdout.buffer, schema)
-        elif fmt == PARQUET:
-            self._writer = pq.ParquetWriter(
-                str(dest), schema, compression=compression, write_statistics=False, store_schema=True,
-                write_page_checksum=True,
-            )
         else:
-            self._writer = ipc.new_file(str(dest), schema)
+            where: Any = str(dest)
+            if not _regular_or_new(dest):  # a FIFO or a device: no seeking, so count the position ourselves
+                self._stream = _Sequential(open(dest, "wb", buffering=0))
+                where = pa.PythonFile(self._stream, mode="w")
+            if fmt == PARQUET:
+                self._writer = pq.ParquetWriter(
+                    where, schema, compression=compression, write_statistics=False, store_schema=True,
+                    write_page_checksum=True,
+                )
+            else:
+                self._writer = ipc.new_file(where, schema)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if isinstance(batch, pa.Table):
@@ -101,14 +106,68 @@ class TableSink(Sink):
         else:
             self._write_batch(batch, custom_metadata)
 
+    _stream: "_Sequential | None" = None
+
     def close(self) -> None:
         self._writer.close()
+        if self._stream is not None:
+            self._stream.close()
         if self._stdout:
             sys.stdout.buffer.flush()
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self._writer.close()
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                self._stream.close()
+
+
+def _regular_or_new(path: Path) -> bool:
+    import os
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
+
+
+class _Sequential:
+    """A write-only file that knows its position without seeking (for FIFOs and devices)."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+        self.pos = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        while view:
+            n = self.raw.write(view)
+            view = view[n:]
+        self.pos += len(memoryview(data))
+        return len(memoryview(data))
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.raw.close()
 
 
 def write_table(table: pa.Table, out: str | Path | None, fmt: str | None = None) -> None:

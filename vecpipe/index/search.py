@@ -57,6 +57,13 @@ class LoadedIndex:
             )
         metadata.check_same_model(meta or {}, self.meta, name, self.name, "embed the queries with the index's model",
                                   allow_mismatch)
+        qsource = ((meta or {}).get("compression") or {}).get("source_dim") or qdim
+        isource = comp.get("source_dim") or self.dim
+        if qsource != isource and not allow_mismatch:
+            raise InputError(
+                f"{name}: queries were cut from {qsource}-dimensional vectors but {self.name} holds vectors cut from "
+                f"{isource} dimensions (Matryoshka truncation differs); give the queries as embedded, or --allow-mismatch"
+            )
 
     def applies(self, param: str) -> bool:
         """Whether a search parameter (``nprobe``, ``efSearch``) means anything for this index."""

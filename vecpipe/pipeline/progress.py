@@ -27,6 +27,9 @@ class Progress:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        """The work failed: stop without a closing summary."""
+
 
 class LogProgress(Progress):
     """Periodic timestamped lines on stderr (``--log-format plain|json``), for cron and log collectors."""

@@ -216,15 +216,23 @@ class Context:
         return Checkpoint(self.target.beside(".vecpipe-partial"), schema)
 
     # -- lifecycle
-    def _finish(self, failed: bool) -> None:
+    def _finish(self, failure: BaseException | None) -> None:
+        """Close what the stage opened: on success the output is put in place; on failure every
+        opened context sees the real exception (a write error becomes one line naming the output)."""
+        progress = self._progress
+        if failure is not None:
+            if progress is not None:
+                progress.abort()
+            self._stack.__exit__(type(failure), failure, failure.__traceback__)
+            return
         try:
-            if failed:
-                self._stack.__exit__(RuntimeError, RuntimeError("stage failed"), None)
-            else:
-                self._stack.close()
-        finally:
-            if self._progress is not None:
-                self._progress.close()
+            self._stack.close()
+        except BaseException:
+            if progress is not None:
+                progress.abort()
+            raise
+        if progress is not None:
+            progress.close()
 
 
 class _DigestKeeping:
@@ -264,10 +272,10 @@ def run(stage: Stage, options: Options | None = None) -> Outcome:
         ctx = Context(stage, target, fmt, manifest, options, engine)
         try:
             value = stage.run(ctx)
-        except BaseException:
-            ctx._finish(failed=True)
+        except BaseException as exc:
+            ctx._finish(exc)
             raise
-        ctx._finish(failed=False)
+        ctx._finish(None)
         if target.is_file and not fmt.binary:
             assert target.path is not None
             if manifest is not None and ctx.digest is not None:

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from vecpipe.errors import InputError, UsageError, VecpipeError
+from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata, sniff
 from vecpipe.formats.records import Fields, read_records
 from vecpipe.formats.vectors import vectors_batch, vectors_schema
@@ -212,9 +212,9 @@ class Embed(Stage):
                 if isinstance(out, _ShardEnd):
                     out.finish()
                 counts["rows"] = sink.rows
-            except VecpipeError:
-                # Bad data or a failed model: the checkpoint cannot be resumed (fixing the input
-                # changes its fingerprint). Interrupts and kills keep it, to be resumed.
+            except Exception:
+                # Bad data, a failed model, a full disk: nothing is left behind (fixing the input
+                # changes its fingerprint anyway). Interrupts and kills keep it, to be resumed.
                 if ckpt:
                     ckpt.remove()
                 raise

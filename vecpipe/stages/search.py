@@ -125,7 +125,7 @@ class Search(Stage):
             if mat.dtype.kind != "f" or isinstance(meta.get("compression"), dict):
                 from vecpipe.index.compressed import encode_queries
 
-                mat = encode_queries(mat, index.meta, meta, name)
+                mat = encode_queries(mat, index.meta, meta, name, self.allow_mismatch)
             progress.advance(len(ids))
             yield ids, mat
 
