@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import require_dataset
+
 import numpy as np
 import pyarrow as pa
 
@@ -286,6 +288,7 @@ def main() -> None:
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--skip-scifact", action="store_true")
     args = ap.parse_args()
+    require_dataset(args.dataset)
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("VECPIPE_QUIET", "1")
 

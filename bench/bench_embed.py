@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import require_dataset
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
@@ -139,6 +141,7 @@ def main() -> int:
     ap.add_argument("--skip-st", action="store_true", help="vecpipe only")
     ap.add_argument("--st-first", action="store_true", help="run sentence-transformers first")
     args = ap.parse_args()
+    require_dataset(args.dataset, ("corpus.jsonl",))
 
     texts = read_corpus(args.dataset, args.limit)
     n_tokens = count_tokens(texts)

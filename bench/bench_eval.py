@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import require_dataset
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="timed repetitions; the best is reported")
     ap.add_argument("--dataset", type=Path, default=None, help="BEIR dataset dir: use its qrels/test.tsv ids")
     args = ap.parse_args(argv)
+    require_dataset(args.dataset, ("qrels/test.tsv",))
 
     t0 = time.perf_counter()
     run, qrels = build(args.queries, args.depth, args.seed, args.dataset)

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import require_dataset
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -89,6 +91,7 @@ def main() -> None:
     ap.add_argument("--st-python", default=sys.executable, help="interpreter that has sentence-transformers")
     ap.add_argument("--st-model", default=None, help="local sentence-transformers all-MiniLM-L6-v2 directory")
     args = ap.parse_args()
+    require_dataset(args.dataset)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="vecpipe-bench-"))
     work.mkdir(parents=True, exist_ok=True)

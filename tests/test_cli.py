@@ -94,7 +94,7 @@ def test_binary_output_to_a_terminal_is_refused(tmp_path, docs_queries):
         res = subprocess.run(
             VECPIPE + ["search", str(docs), "--index", str(tmp_path / "none.vpi")], stdout=follower, stderr=subprocess.PIPE, env=env
         )
-        assert res.returncode == 1  # the index is missing: checked before anything is written
+        assert res.returncode == 2  # refused before anything is read or written: the usage error comes first
         from vecpipe.api import build_index
 
         build_index(docs, tmp_path / "i.vpi")
@@ -105,6 +105,6 @@ def test_binary_output_to_a_terminal_is_refused(tmp_path, docs_queries):
     finally:
         os.close(follower)
         os.close(leader)
-    assert res.returncode == 1
+    assert res.returncode == 2  # a usage error (issue 17), refused before any work or progress bar
     assert b"refusing to write binary Arrow data to a terminal" in res.stderr
     assert res.stderr.strip().count(b"\n") == 0

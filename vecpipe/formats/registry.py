@@ -30,15 +30,17 @@ class OutputFormat:
 OUTPUT_FORMATS: list[OutputFormat] = [
     OutputFormat("arrow", (VECTORS, RUN), (".arrow", ".arrows", ".ipc", ".feather"), binary=True),
     OutputFormat("parquet", (VECTORS, RUN), (".parquet", ".pq"), binary=True),
-    OutputFormat("trec", (RUN,), (".trec", ".run", ".txt", ".tsv"), binary=False),
-    OutputFormat("tsv", (METRICS,), (), binary=False),
-    OutputFormat("json", (METRICS, REPORT), (), binary=False),
+    OutputFormat("trec", (RUN,), (".trec", ".run", ".txt"), binary=False),  # qid Q0 docid rank score tag
+    OutputFormat("msmarco", (RUN,), (".tsv",), binary=False),  # qid<TAB>docid<TAB>rank
+    OutputFormat("tsv", (METRICS,), (".tsv", ".txt"), binary=False),
+    OutputFormat("json", (METRICS, REPORT), (".json",), binary=False),
     OutputFormat("text", (REPORT,), (), binary=False),
     OutputFormat("table", (METRICS,), (), binary=False),
     OutputFormat("vpi", (INDEX,), (".vpi",), binary=True),
 ]
 
-#: The format written to stdout, or to a file whose extension chooses nothing (None: refuse).
+#: Per kind: the format written to stdout, and the one a file without an extension gets (None:
+#: refused). A file whose extension selects no format of its kind is always refused.
 _DEFAULTS = {VECTORS: ("arrow", None), RUN: ("arrow", None), METRICS: ("tsv", "tsv"), INDEX: ("vpi", "vpi"),
              REPORT: ("text", "text")}
 
@@ -73,7 +75,13 @@ def output_format(kind: str, out: str | Path | None, fmt: str | None = None) -> 
     for f in allowed:
         if suffix in f.extensions:
             return f
-    if file_default is not None:
+    if file_default is not None and not suffix:
         return get(file_default)
-    names = ", ".join(sorted(ext for f in allowed for ext in f.extensions))
-    raise UsageError(f"{out}: unknown output extension {suffix or '(none)'!r}; use one of {names} or --format")
+    names = ", ".join(sorted({ext for f in allowed for ext in f.extensions}))
+    hint = " or --format" if kind in (VECTORS, RUN, METRICS) else ""
+    raise UsageError(f"{out}: unknown output extension {suffix or '(none)'!r} for {kind}; use one of {names}{hint}")
+
+
+def extensions_help(kind: str) -> str:
+    """The extensions an output of ``kind`` accepts and the format each selects, for ``--help``."""
+    return "; ".join(f"{', '.join(f.extensions)} {f.name}" for f in formats_for(kind) if f.extensions)

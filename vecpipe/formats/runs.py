@@ -40,7 +40,8 @@ RUN_SCHEMA = pa.schema(
 ARROW = "arrow"
 PARQUET = "parquet"
 TREC = "trec"
-RUN_FORMATS = (ARROW, PARQUET, TREC)
+MSMARCO = "msmarco"
+RUN_FORMATS = (ARROW, PARQUET, TREC, MSMARCO)
 DEFAULT_TAG = "vecpipe"
 
 # Column names accepted for each run field, in order of preference.
@@ -125,9 +126,14 @@ def _schema_with(source: pa.Schema | None) -> pa.Schema:
 
 
 def _read_trec(data: bytes, name: str) -> pa.Table:
-    """Parse TREC run text; fast path through Arrow's CSV reader, exact line errors otherwise."""
+    """Parse TREC run text (or an MS MARCO run, ``qid<TAB>docid<TAB>rank``); fast path through
+    Arrow's CSV reader, exact line errors otherwise."""
     if not data.strip():
         raise InputError(f"{name}: input is empty; give a run with at least one line 'qid Q0 docid rank score tag'")
+    first = next((ln for ln in data.splitlines() if ln.strip()), b"")
+    fields = first.split(b"\t")
+    if len(fields) == 3 and fields[2].strip().isdigit():
+        return _read_msmarco(data, name)
     table = _read_trec_fast(data)
     if table is None:
         table = _read_trec_slow(data, name)
@@ -135,6 +141,38 @@ def _read_trec(data: bytes, name: str) -> pa.Table:
         [table.column("qid"), table.column("docid"), table.column("rank"), table.column("score")],
         schema=RUN_SCHEMA,
     )
+
+
+def _read_msmarco(data: bytes, name: str) -> pa.Table:
+    """An MS MARCO run (``qid<TAB>docid<TAB>rank``): scores are the negated ranks, so that ordering
+    by score is ordering by rank."""
+    qids: list[str] = []
+    docids: list[str] = []
+    ranks: list[int] = []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{name}: line {line}: not UTF-8 text; give an MS MARCO run 'qid<TAB>docid<TAB>rank'") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise InputError(f"{name}: line {lineno}: expected 3 tab-separated fields 'qid<TAB>docid<TAB>rank' "
+                             f"(an MS MARCO run, like line 1), found {len(parts)}")
+        try:
+            rank = int(parts[2].strip())
+        except ValueError:
+            raise InputError(f"{name}: line {lineno}: rank {parts[2]!r} is not an integer") from None
+        if not 1 <= rank < 2**31:
+            raise InputError(f"{name}: line {lineno}: rank {rank} is out of range (ranks start at 1)")
+        qids.append(parts[0].strip())
+        docids.append(parts[1].strip())
+        ranks.append(rank)
+    rank_arr = np.asarray(ranks, dtype=np.int32)
+    return pa.Table.from_arrays([pa.array(qids, pa.string()), pa.array(docids, pa.string()), pa.array(rank_arr),
+                                 pa.array(-rank_arr.astype(np.float32))], schema=RUN_SCHEMA)
 
 
 def _read_trec_fast(data: bytes) -> pa.Table | None:
@@ -315,7 +353,8 @@ class RunSink(Sink):
         self._sink: TableSink | None = None
         self._fh: Any = None
         self._own = False
-        if self.format == TREC:
+        if self.format in TEXT_FORMATS:
+            self._lines = TEXT_FORMATS[self.format]
             if dest is None:
                 self._fh = sys.stdout.buffer
             else:
@@ -336,7 +375,7 @@ class RunSink(Sink):
         if self._sink is not None:
             self._sink.write(table)
         else:
-            data = trec_lines(table, self.tag)
+            data = self._lines(table, self.tag)
             self._hash.update(data)
             self._fh.write(data)
             if not self._own:
@@ -376,21 +415,41 @@ def check_trec_ids(table: pa.Table) -> None:
 
 def trec_lines(table: pa.Table, tag: str = DEFAULT_TAG) -> bytes:
     """TREC text ``qid Q0 docid rank score tag\\n`` for each row (scores in shortest round-trip form)."""
-    n = table.num_rows
-    if n == 0:
+    if table.num_rows == 0:
         return b""
     check_trec_ids(table)
-    q0 = pa.scalar("Q0")
-    tag_nl = pa.scalar(tag + "\n")
-    joined = pc.binary_join_element_wise(
+    return _joined_bytes(pc.binary_join_element_wise(
         string_column(table.column("qid")),
-        q0,
+        pa.scalar("Q0"),
         string_column(table.column("docid")),
         table.column("rank").cast(pa.string()),
         table.column("score").cast(pa.float32()).cast(pa.string()),
-        tag_nl,
+        pa.scalar(tag + "\n"),
         " ",
-    )
+    ))
+
+
+def msmarco_lines(table: pa.Table, tag: str = DEFAULT_TAG) -> bytes:
+    """MS MARCO run text ``qid<TAB>docid<TAB>rank\\n`` for each row (ids may hold spaces, not tabs or
+    line breaks; the tag is not part of the format)."""
+    if table.num_rows == 0:
+        return b""
+    for field in ("qid", "docid"):
+        col = string_column(table.column(field))
+        bad = pc.or_(pc.match_substring_regex(col, r"[\t\n\r]"), pc.equal(pc.binary_length(col), 0))
+        if pc.any(bad).as_py():
+            value = pc.filter(col, bad)[0].as_py()
+            raise InputError(f"{field} {value!r} is empty or holds a tab or a line break, which an MS MARCO run "
+                             "cannot hold; write Arrow or Parquet (e.g. -o run.parquet), which carry any id")
+    return _joined_bytes(pc.binary_join_element_wise(
+        string_column(table.column("qid")), string_column(table.column("docid")),
+        pc.binary_join_element_wise(table.column("rank").cast(pa.string()), pa.scalar("\n"), ""), "\t"))
+
+
+TEXT_FORMATS = {TREC: trec_lines, MSMARCO: msmarco_lines}
+
+
+def _joined_bytes(joined: pa.ChunkedArray) -> bytes:
     parts = []
     for chunk in joined.chunks:
         if len(chunk) == 0:
@@ -419,7 +478,7 @@ class RunWriter(Sink):
         check_tag(tag)
         target = resolve_target(out)
         if target.kind == "stdout":
-            refuse_terminal(self.format != TREC)
+            refuse_terminal(self.format not in TEXT_FORMATS)
         self._stack = contextlib.ExitStack()
         dest = self._stack.enter_context(target.writing())
         try:

@@ -26,8 +26,9 @@ PARQUET = "parquet"
 
 
 def refuse_terminal(binary: bool = True) -> None:
+    """Binary data is never written to a terminal (a usage error, as gzip refuses it)."""
     if binary and sys.stdout is not None and sys.stdout.isatty():
-        raise InputError(
+        raise UsageError(
             "refusing to write binary Arrow data to a terminal; pipe it into another stage, redirect it, or give -o FILE"
         )
 

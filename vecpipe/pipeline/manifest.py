@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,26 +35,104 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def fingerprint(path: str | Path | None) -> dict[str, Any] | None:
+def cache_dir() -> Path:
+    """vecpipe's user cache: ``$VECPIPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/vecpipe``, else ``~/.cache/vecpipe``."""
+    explicit = os.environ.get("VECPIPE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vecpipe"
+
+
+class StatCache:
+    """sha256 of files keyed by what ``stat`` says (device, inode, size, mtime, ctime), as git's index
+    does: a file whose stat is unchanged is not read again. An entry is kept only when the file's
+    last change (mtime or ctime) was at least :attr:`RACY_S` seconds old when it was hashed (a file
+    written in the same clock tick as the hash could change again without its stat moving: the
+    "racily clean" case of git)."""
+
+    RACY_S = 2.0
+    MAX_ENTRIES = 20_000
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or cache_dir() / "fingerprints.json"
+        self._entries: dict[str, dict[str, Any]] | None = None
+        self._dirty = False
+
+    @staticmethod
+    def _key(st: os.stat_result) -> str:
+        return f"{st.st_dev}:{st.st_ino}"
+
+    @staticmethod
+    def _stamp(st: os.stat_result) -> list[int]:
+        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if self._entries is None:
+            try:
+                data = json.loads(self.path.read_text())
+                self._entries = data if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                self._entries = {}
+        return self._entries
+
+    def sha256(self, path: Path) -> str:
+        before = os.stat(path)
+        entry = self._load().get(self._key(before))
+        if entry and entry.get("stat") == self._stamp(before):
+            return str(entry["sha256"])
+        hashed_at = time.time_ns()
+        digest = sha256_file(path)
+        after = os.stat(path)
+        changed_at = max(before.st_mtime_ns, before.st_ctime_ns)  # ctime: what utime cannot set back
+        if self._stamp(after) == self._stamp(before) and hashed_at - changed_at >= self.RACY_S * 1e9:
+            self._load()[self._key(before)] = {"stat": self._stamp(before), "sha256": digest, "used": int(time.time())}
+            self._dirty = True
+        return digest
+
+    def save(self) -> None:
+        """Write the cache back (atomically; a failure only costs rehashing later)."""
+        if not self._dirty or self._entries is None:
+            return
+        entries = self._entries
+        if len(entries) > self.MAX_ENTRIES:
+            keep = sorted(entries, key=lambda k: entries[k].get("used", 0))[-self.MAX_ENTRIES:]
+            entries = {k: entries[k] for k in keep}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_open(self.path, "w") as fh:
+                json.dump(entries, fh)
+        except OSError:
+            pass
+        self._dirty = False
+
+
+def fingerprint(path: str | Path | None, cache: StatCache | None = None) -> dict[str, Any] | None:
     """Content fingerprint of a file input (sha256 and size); ``None`` for stdin or a stream."""
     if path is None or str(path) == "-":
         return None
     p = Path(path)
     if not p.is_file():
         return None
-    return {"sha256": sha256_file(p), "size": p.stat().st_size}
+    digest = cache.sha256(p) if cache is not None else sha256_file(p)
+    return {"sha256": digest, "size": p.stat().st_size}
 
 
 def build_manifest(stage: str, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any] | None:
     """The manifest of a stage run, or ``None`` when an input is a stream (never up to date)."""
     prints: dict[str, Any] = {}
-    for name, path in inputs.items():
-        if path is None:
-            continue
-        fp = fingerprint(path)
-        if fp is None:
-            return None
-        prints[name] = fp
+    cache = StatCache() if os.environ.get("VECPIPE_NO_STAT_CACHE", "") in ("", "0") else None
+    try:
+        for name, path in inputs.items():
+            if path is None:
+                continue
+            fp = fingerprint(path, cache)
+            if fp is None:
+                return None
+            prints[name] = fp
+    finally:
+        if cache is not None:
+            cache.save()
     clean = {k: v for k, v in params.items() if v is not None}
     return json.loads(json.dumps({"stage": stage, "inputs": prints, "params": clean, "vecpipe_version": __version__},
                                  sort_keys=True, default=str))
@@ -98,6 +178,21 @@ def is_up_to_date(out: str | Path | None, manifest: dict[str, Any] | None, force
     if force or manifest is None or out is None or str(out) == "-":
         return False
     return recorded_manifest(out) == manifest
+
+
+def refresh_mtime(out: str | Path, inputs: dict[str, Any]) -> bool:
+    """Give an up-to-date output an mtime no older than its inputs' (so ``make`` settles after a
+    ``touch``); returns whether it changed anything."""
+    try:
+        mtime = os.stat(out).st_mtime_ns
+        newest = max((os.stat(p).st_mtime_ns for p in inputs.values() if p is not None and Path(p).is_file()), default=0)
+        if newest > mtime:
+            now = max(time.time_ns(), newest)
+            os.utime(out, ns=(now, now))
+            return True
+    except OSError:
+        pass
+    return False
 
 
 def record_sidecar(out: str | Path, manifest: dict[str, Any] | None, digest: str) -> None:

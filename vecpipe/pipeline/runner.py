@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
@@ -152,7 +153,9 @@ class Context:
     @property
     def progress(self) -> Progress:
         if self._progress is None:
-            self._progress = self.options.progress()
+            # Data for a terminal goes to the same screen: no progress bar between its lines.
+            to_screen = self.target.kind == STDOUT and sys.stdout is not None and sys.stdout.isatty()
+            self._progress = Progress() if to_screen else self.options.progress()
         return self._progress
 
     # -- inputs
@@ -201,8 +204,6 @@ class Context:
         self.digest = hashlib.sha256(data).hexdigest()
         path = self.output_path()
         if path is None:
-            import sys
-
             sys.stdout.write(text)
             sys.stdout.flush()
             return
@@ -250,7 +251,7 @@ class _DigestKeeping:
 
     def __exit__(self, *exc: Any) -> None:
         self._writer.__exit__(*exc)
-        if exc[0] is None and self._writer.format == "trec":
+        if exc[0] is None and self._writer.format in ("trec", "msmarco"):
             self._ctx.digest = self._writer.digest
 
 
@@ -267,6 +268,8 @@ def run(stage: Stage, options: Options | None = None) -> Outcome:
     with target.lock(on_wait=options.note):
         manifest = stage.manifest() if target.records_manifest else None
         if manifest is not None and not options.force and manifests.is_up_to_date(target.path, manifest):
+            assert target.path is not None
+            manifests.refresh_mtime(target.path, stage.inputs())
             options.note(f"up to date: {target.display}")
             return Outcome(up_to_date=True, target=target)
         ctx = Context(stage, target, fmt, manifest, options, engine)

@@ -71,6 +71,12 @@ def count_rows(inp: sniff.Input) -> int | None:
             import pyarrow.parquet as pq
 
             return int(pq.ParquetFile(inp.path).metadata.num_rows)
+        if inp.format == sniff.ARROW_FILE:
+            import pyarrow.ipc as ipc
+
+            with pa.memory_map(str(inp.path)) as source:
+                reader = ipc.open_file(source)
+                return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
         if inp.format in (sniff.JSONL, sniff.TEXT):
             with open(inp.path, "rb") as fh:
                 n, last = 0, b"\n"
@@ -78,7 +84,7 @@ def count_rows(inp: sniff.Input) -> int | None:
                     n += chunk.count(b"\n")
                     last = chunk[-1:]
             return n + (last != b"\n")
-    except (OSError, ValueError):
+    except (OSError, ValueError, pa.ArrowException):
         return None
     return None
 

@@ -16,7 +16,7 @@ from vecpipe.formats.vectors import has_vectors, vectors_from_arrow
 from vecpipe.index.search import LoadedIndex, load_index, search_run
 from vecpipe.pipeline.progress import Progress
 from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
-from vecpipe.stages.embed import embed_records, model_ref
+from vecpipe.stages.embed import count_rows, embed_records, model_ref
 
 DEFAULT_MULTIPLIER = 4
 
@@ -84,9 +84,10 @@ class Search(Stage):
             rescorer = Rescorer(path, multiplier=self.multiplier, name=name)
             metadata.check_same_model(rescorer.docs.meta, loaded.meta, name, index_name,
                                       "give the full-precision vectors the index was built from", self.allow_mismatch)
+        source = ctx.input("queries")
         progress = ctx.progress
-        progress.start("search", unit="queries")
-        batches = search_run(loaded, self.query_vectors(ctx, loaded, progress), self.k, self.batch_size,
+        progress.start("search", total=count_rows(source), unit="queries")
+        batches = search_run(loaded, self.query_vectors(source, ctx, loaded, progress), self.k, self.batch_size,
                              rescorer=rescorer)
         run_meta = metadata.new("run", k=self.k, index={key: loaded.meta.get(key) for key in ("spec", "metric", "count", "dim")},
                                 model=(loaded.meta.get("model") or {}).get("name"),
@@ -96,9 +97,9 @@ class Search(Stage):
                 writer.write(batch)
             return int(writer.rows)
 
-    def query_vectors(self, ctx: Context, index: LoadedIndex, progress: Progress) -> Iterator[tuple[pa.Array, np.ndarray]]:
+    def query_vectors(self, source: sniff.Input, ctx: Context, index: LoadedIndex,
+                      progress: Progress) -> Iterator[tuple[pa.Array, np.ndarray]]:
         """(qids, matrix) batches from a vectors input, or from text records embedded with the index's model."""
-        source = ctx.input("queries")
         if source.format == sniff.VPI:
             raise InputError(f"{source.name}: is a .vpi index; give query vectors or query texts")
         opened = None
