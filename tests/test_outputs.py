@@ -96,3 +96,19 @@ def test_parquet_vectors_output_keeps_its_format(cli, tmp_path):
     d, _ = _setup(cli, tmp_path)
     assert cli("quantize", d, "--to", "int8", "-o", tmp_path / "x.pq", "-q").exit_code == 0
     assert pq.read_metadata(tmp_path / "x.pq").num_rows == 60
+
+
+def test_a_changed_companion_ids_file_makes_a_npy_input_stale(cli, tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "v.npy", clustered(20, 8))
+    ids = tmp_path / "v.ids.txt"
+    ids.write_text("".join(f"a{i}\n" for i in range(20)))
+    assert cli("build-index", tmp_path / "v.npy", "-o", tmp_path / "v.vpi", "-q").exit_code == 0
+    assert "up to date" in cli("build-index", tmp_path / "v.npy", "-o", tmp_path / "v.vpi").stderr
+    ids.write_text("".join(f"b{i}\n" for i in range(20)))
+    res = cli("build-index", tmp_path / "v.npy", "-o", tmp_path / "v.vpi")
+    assert res.exit_code == 0 and "up to date" not in res.stderr
+    from vecpipe.formats import vpi
+
+    assert vpi.read(tmp_path / "v.vpi").ids.to_pylist()[:2] == ["b0", "b1"]

@@ -66,7 +66,11 @@ def read_qrels(path: str | Path) -> pa.Table:
     """
     with sniff.Input(path) as inp:
         if inp.format == sniff.TEXT:
-            table = _read_text(inp.stream.read(), inp.name)
+            data = inp.stream.read()
+            kind = sniff.text_kind(data[: 1 << 16].decode("utf-8", "replace").splitlines())
+            if kind is not None and kind.name != "qrels":
+                raise sniff.misplaced(inp.name, kind, "qrels (BEIR TSV, TREC qrels or Parquet)")
+            table = _read_text(data, inp.name)
         else:
             table = conform_qrels(read_table(inp, "qrels (BEIR TSV, TREC qrels or Parquet)"), inp.name)
     if table.num_rows == 0:

@@ -2,6 +2,10 @@
 
 BEIR corpora join title and text with a space, as BEIR and MTEB do. Records are read lazily: only the
 ids seen so far are kept (to refuse duplicates), never the texts of the whole input.
+
+TSV records are ``id<TAB>text``, split on the first tab (the text may hold tabs). A qrels file, a TREC
+run or a metrics file given instead is recognised by its first lines (:func:`sniff.text_kind`) and
+refused by name; so are vectors (Arrow/Parquet with an embedding column, .npy, .npz) and indexes.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ ID_FIELDS = ("_id", "id", "docid", "doc_id", "qid", "query_id", "pid")
 TEXT_FIELDS = ("text", "contents", "content", "passage", "query", "body")
 TITLE_FIELDS = ("title",)
 _TSV_HEADER_IDS = {f.lower() for f in ID_FIELDS} | {"query-id", "corpus-id"}
+#: What a text records input may be, for refusals of other inputs.
+RECORDS = "text records (JSONL with _id/text, TSV id<TAB>text, Parquet)"
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,11 @@ def read_records(path: "str | Path | sniff.Input", fields: Fields = Fields(), ba
             batches = _read_arrow(inp, fields, batch_size, opened, skip_bad)
         elif inp.format == sniff.VPI:
             raise InputError(f"{inp.name}: is a .vpi index, expected text records (JSONL, TSV, Parquet or Arrow)")
+        elif inp.format in sniff.NUMPY_FORMATS:
+            raise InputError(f"{inp.name}: is a NumPy .{inp.format} file (vectors), not {RECORDS}; "
+                             "vectors go to build-index, search, quantize or binarize")
+        elif inp.format == sniff.ZIP:
+            raise InputError(f"{inp.name}: is a zip archive; unzip it and give the file inside")
         else:
             batches = _read_tsv(inp, batch_size, skip_bad)
         total = 0
@@ -195,9 +206,31 @@ def _read_tsv(inp: sniff.Input, batch_size: int, skip_bad: SkipFn | None = None)
     return _batched(_tsv_pairs(inp, skip_bad), batch_size)
 
 
+def _looked_at(lines: Iterator[tuple[int, str]], name: str) -> Iterator[tuple[int, str]]:
+    """The lines, after refusing a qrels file, run or metrics file by its first non-empty lines."""
+    head: list[tuple[int, str]] = []
+    seen = 0
+    for item in lines:
+        head.append(item)
+        seen += bool(item[1].strip())
+        if seen >= sniff.SAMPLE_LINES:
+            break
+    kind = sniff.text_kind([line.rstrip("\r\n") for _, line in head])
+    if kind is not None:
+        raise sniff.misplaced(name, kind, RECORDS)
+    yield from head
+    yield from lines
+
+
+def _qrels_like(line: str) -> bool:
+    """A line of BEIR qrels without a header (``qid<TAB>docid<TAB>rel``), for the hint on a repeated id."""
+    parts = line.split("\t")
+    return len(parts) == 3 and parts[2].strip().lstrip("+-").isdigit()
+
+
 def _tsv_pairs(inp: sniff.Input, skip_bad: SkipFn | None) -> Iterator[tuple[str, str]]:
     dedup = _Dedup(inp.name)
-    for lineno, line in _lines(inp, skip_bad):
+    for lineno, line in _looked_at(_lines(inp, skip_bad), inp.name):
         line = line.rstrip("\r\n")
         if not line.strip():
             continue
@@ -211,6 +244,8 @@ def _tsv_pairs(inp: sniff.Input, skip_bad: SkipFn | None) -> Iterator[tuple[str,
             problem = "empty id before the tab"
         else:
             problem = dedup.problem(rid)
+            if problem and _qrels_like(line):
+                problem += " (a qid<TAB>docid<TAB>relevance line: if this is a qrels file, give it to vecpipe eval --qrels)"
         if problem:
             _report(skip_bad, f"{inp.name}:{lineno}", problem)
             continue
@@ -251,8 +286,13 @@ def open_arrow_batches(inp: sniff.Input, batch_size: int = 65536, columns: list[
     """(schema, batch iterator) of an Arrow stream, Arrow file or Parquet input.
 
     The schema is decoded up front and the batches are read lazily; anything pyarrow raises on a
-    corrupt or truncated file becomes a one-line :class:`InputError`.
+    corrupt or truncated file becomes a one-line :class:`InputError`. A NumPy ``.npy``/``.npz`` input
+    is read as a vectors table (``id``, ``embedding``; see :mod:`vecpipe.formats.vectors`).
     """
+    if inp.format in sniff.NUMPY_FORMATS:
+        from vecpipe.formats.vectors import numpy_table
+
+        return numpy_table(inp, batch_size)
     try:
         if inp.format == sniff.PARQUET:
             pf = pq.ParquetFile(inp.seekable(), page_checksum_verification=True)

@@ -66,9 +66,19 @@ def read_run(path: str | Path) -> pa.Table:
     with sniff.Input(path) as inp:
         fmt = inp.format
         if fmt == sniff.TEXT:
-            return _read_trec(inp.stream.read(), inp.name)
+            data = inp.stream.read()
+            _refuse_other_text(data, inp.name, "run", "a run (TREC text, MS MARCO TSV, Arrow or Parquet)")
+            return _read_trec(data, inp.name)
         table = read_table(inp, "a run (Arrow, Parquet or TREC text)")
         return conform_run(table, inp.name)
+
+
+def _refuse_other_text(data: bytes, name: str, wanted: str, expected: str) -> None:
+    """A qrels or metrics file given as a run (or the reverse) is named as what it is."""
+    lines = data[: 1 << 16].decode("utf-8", "replace").splitlines()
+    kind = sniff.text_kind(lines)
+    if kind is not None and kind.name != wanted:
+        raise sniff.misplaced(name, kind, expected)
 
 
 def _find_column(table: pa.Table, field: str) -> str | None:

@@ -5,7 +5,14 @@ Two registries decide what an input is:
 * :data:`COMPRESSIONS`: stream codecs recognised by their magic bytes (gzip, zstd). A compressed
   input is decompressed as it is read, and its content sniffed again;
 * :data:`FORMATS`: content formats recognised by their first bytes (Parquet, Arrow file, Arrow
-  stream, .vpi, JSON lines; anything else is line-oriented text).
+  stream, .vpi, NumPy ``.npy`` (``\\x93NUMPY``) and ``.npz`` (a zip whose members are ``.npy``),
+  other zip archives, JSON lines; anything else is line-oriented text).
+
+Line-oriented text is told apart once more by its first lines (:data:`TEXT_KINDS`, :func:`text_kind`):
+qrels (a BEIR header ``query-id<TAB>corpus-id<TAB>score``, or TREC ``qid 0 docid rel`` lines), TREC
+runs (``qid Q0 docid rank score tag``) and metric files (``vecpipe eval``'s ``measure<TAB>value``),
+so that a reader of text records or vectors can say what it was given instead (:func:`misplaced`).
+A directory given where a file is expected is answered with the file to give (:func:`directory_hint`).
 
 Adding a compression or a format is one entry here (and its reader where it is read). Every input
 may be a stream: stdin, a FIFO, process substitution (``<(...)``) or a compressed file are read
@@ -16,7 +23,9 @@ spooled to memory or a temporary file (:meth:`Input.seekable`, :meth:`Input.loca
 from __future__ import annotations
 
 import io
+import math
 import os
+import re
 import shutil
 import stat
 import sys
@@ -33,9 +42,18 @@ ARROW_STREAM = "arrow-stream"
 JSONL = "jsonl"
 TEXT = "text"  # TSV, TREC text and other line-oriented text
 VPI = "vpi"
+NPY = "npy"  # a NumPy array file (read as vectors by vecpipe.formats.vectors)
+NPZ = "npz"  # a zip of .npy members (numpy.savez)
+ZIP = "zip"  # any other zip archive: refused with a hint to unzip it
 
 VPI_MAGIC = b"VPI1\x00\x00\x00\x00"
-ARROW_FORMATS = (PARQUET, ARROW_FILE, ARROW_STREAM)
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
+NUMPY_FORMATS = (NPY, NPZ)
+#: Formats read as Arrow record batches by :func:`vecpipe.formats.records.open_arrow_batches`; NumPy
+#: arrays are presented there as a vectors table (``id``, ``embedding``) with no metadata.
+ARROW_FORMATS = (PARQUET, ARROW_FILE, ARROW_STREAM, NPY, NPZ)
+HEAD_BYTES = 64  # bytes sniffed: enough for a zip's first member name
 _SPOOL_IN_MEMORY = 64 << 20  # bytes of a non-seekable input kept in memory before spooling to disk
 
 
@@ -49,12 +67,33 @@ def _jsonl(head: bytes) -> bool:
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
 
+def zip_first_member(head: bytes) -> str | None:
+    """The name of the first member of a zip archive that starts with ``head`` (None: not in the head)."""
+    if not head.startswith(ZIP_MAGIC) or len(head) < 30:
+        return None
+    length = int.from_bytes(head[26:28], "little")
+    if len(head) < 30 + length:
+        return None
+    return head[30:30 + length].decode("utf-8", "replace")
+
+
+def _npz(head: bytes) -> bool:
+    """A zip whose first member is a .npy array (a name cut off by a short head counts as one)."""
+    if not head.startswith(ZIP_MAGIC):
+        return False
+    name = zip_first_member(head)
+    return name is None or name.endswith(".npy")
+
+
 #: Content formats in the order they are tried; the first whose ``detect`` accepts the head wins.
 FORMATS: list[ContentFormat] = [
     ContentFormat(PARQUET, lambda h: h.startswith(b"PAR1")),
     ContentFormat(ARROW_FILE, lambda h: h.startswith(b"ARROW1")),
     ContentFormat(ARROW_STREAM, lambda h: h.startswith(b"\xff\xff\xff\xff")),
     ContentFormat(VPI, lambda h: h.startswith(VPI_MAGIC)),
+    ContentFormat(NPY, lambda h: h.startswith(NPY_MAGIC)),
+    ContentFormat(NPZ, _npz),
+    ContentFormat(ZIP, lambda h: h.startswith(ZIP_MAGIC)),
     ContentFormat(JSONL, _jsonl),
 ]
 
@@ -86,7 +125,8 @@ COMPRESSIONS: list[Compression] = [
 
 
 def sniff_bytes(head: bytes) -> str:
-    """The content format of data that starts with ``head`` (at least 8 bytes where available)."""
+    """The content format of data that starts with ``head`` (at least 8 bytes where available,
+    :data:`HEAD_BYTES` to tell a .npz from another zip)."""
     for fmt in FORMATS:
         if fmt.detect(head):
             return fmt.name
@@ -99,6 +139,163 @@ def compression_of(head: bytes) -> Compression | None:
 
 def display_name(path: str | Path) -> str:
     return "<stdin>" if str(path) == "-" else str(path)
+
+
+# ----------------------------------------------------------------------------- kinds of text
+
+SAMPLE_LINES = 3  # non-empty lines looked at to tell a qrels file or a run from text records
+
+QRELS_QID_NAMES = frozenset({"query-id", "query_id", "qid", "queryid"})
+QRELS_DOCID_NAMES = frozenset({"corpus-id", "corpus_id", "docid", "doc-id", "doc_id", "did"})
+QRELS_REL_NAMES = frozenset({"score", "rel", "relevance", "label", "judgment", "judgement"})
+_INTEGER = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
+
+
+def line_fields(line: str) -> list[str]:
+    """A text line's fields: split on tabs (each stripped) when it holds one, else on whitespace."""
+    if "\t" in line:
+        return [f.strip() for f in line.split("\t")]
+    return line.split()
+
+
+def _number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _header(rows: list[list[str]]) -> list[str]:
+    return [f.lower() for f in rows[0]] if rows else []
+
+
+def _beir_qrels(rows: list[list[str]]) -> bool:
+    h = _header(rows)
+    return len(h) == 3 and h[0] in QRELS_QID_NAMES and h[1] in QRELS_DOCID_NAMES and h[2] in QRELS_REL_NAMES
+
+
+def _trec_qrels(rows: list[list[str]]) -> bool:
+    return bool(rows) and all(len(r) == 4 and (r[1].isdigit() or r[1].upper() == "Q0") and _INTEGER.fullmatch(r[3])
+                              for r in rows)
+
+
+def _trec_run(rows: list[list[str]]) -> bool:
+    return bool(rows) and all(len(r) == 6 and r[1].upper() in ("Q0", "0") and r[3].lstrip("+-").isdigit() and _number(r[4])
+                              for r in rows)
+
+
+def _metrics(rows: list[list[str]]) -> bool:
+    return _header(rows) in (["measure", "value"], ["qid", "measure", "value"])
+
+
+@dataclass(frozen=True)
+class TextKind:
+    """A kind of line-oriented text recognised by its first lines (their fields, see :func:`line_fields`)."""
+
+    name: str  # qrels, run, metrics
+    layout: str  # the layout it was recognised by (shown by inspect)
+    what: str  # "a qrels file (...)", for messages
+    use: str  # where it belongs, for messages
+    detect: Callable[[list[list[str]]], bool]
+
+
+#: Kinds of text in the order they are tried on the fields of the first :data:`SAMPLE_LINES` non-empty lines.
+TEXT_KINDS: list[TextKind] = [
+    TextKind("metrics", "measure<TAB>value", "a metrics file (measure, value) written by vecpipe eval",
+             "vecpipe inspect shows it", _metrics),
+    TextKind("qrels", "beir", "a qrels file (query-id, corpus-id, score)", "give it to vecpipe eval --qrels", _beir_qrels),
+    TextKind("run", "trec", "a TREC run (qid Q0 docid rank score tag)", "give it to vecpipe eval or vecpipe rerank", _trec_run),
+    TextKind("qrels", "trec", "a TREC qrels file (qid 0 docid rel)", "give it to vecpipe eval --qrels", _trec_qrels),
+]
+
+
+def text_kind(lines: list[str]) -> TextKind | None:
+    """The kind of text whose first non-empty lines are ``lines`` (None: text records or unknown text)."""
+    rows = [line_fields(line) for line in lines if line.strip()][:SAMPLE_LINES]
+    return next((k for k in TEXT_KINDS if k.detect(rows)), None)
+
+
+def sample_lines(stream: BinaryIO, n: int = SAMPLE_LINES, max_bytes: int = 1 << 16) -> list[str]:
+    """Up to ``n`` non-empty lines from the start of ``stream`` (reads at most ``max_bytes``; consumes them)."""
+    lines: list[str] = []
+    left = max_bytes
+    while len(lines) < n and left > 0:
+        raw = stream.readline(left)
+        if not raw:
+            break
+        left -= len(raw)
+        line = raw.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
+        if line.strip():
+            lines.append(line)
+    return lines
+
+
+def misplaced(name: str, kind: TextKind, expected: str) -> InputError:
+    """The refusal of a qrels file, run or metrics file given where ``expected`` is read."""
+    return InputError(f"{name}: this is {kind.what}, not {expected}; {kind.use}")
+
+
+# ------------------------------------------------------------------------------- directories
+
+BEIR_CORPUS = ("corpus.jsonl", "corpus.jsonl.gz", "corpus.jsonl.zst")
+BEIR_QUERIES = ("queries.jsonl", "queries.jsonl.gz", "queries.jsonl.zst")
+_DIRECTORY_SCAN = 256  # entries of a directory looked at for files of known kinds
+
+
+def is_beir_directory(path: Path) -> bool:
+    return any((path / name).is_file() for name in BEIR_CORPUS)
+
+
+def file_kind(path: Path) -> str | None:
+    """What a regular file holds, in a word (its format, or the kind of its text), or None when unknown."""
+    try:
+        with Input(path) as inp:
+            kind: str | None = inp.format
+            if inp.format == TEXT:
+                lines = sample_lines(inp.stream)
+                found = text_kind(lines)
+                kind = found.name if found else ("tsv" if lines and "\t" in lines[0] else None)
+            if kind is not None and inp.compression:
+                kind = f"{kind}, {inp.compression}"
+            return kind
+    except (InputError, OSError, EOFError):
+        return None
+
+
+def directory_files(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
+    """(name, kind) of the regular files of known kinds in a directory, in name order (hidden files left out)."""
+    try:
+        names = sorted(e.name for e in os.scandir(path) if not e.name.startswith("."))[:_DIRECTORY_SCAN]
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        child = path / name
+        if not child.is_file():
+            continue
+        kind = file_kind(child)
+        if kind is not None:
+            found.append((name, kind))
+            if limit is not None and len(found) >= limit:
+                break
+    return found
+
+
+def directory_hint(path: Path, name: str) -> str:
+    """The refusal of a directory given where a file is expected, naming the file to give instead."""
+    def inside(child: str) -> str:
+        return os.path.join(name, child)
+
+    corpus = next((c for c in BEIR_CORPUS if (path / c).is_file()), None)
+    if corpus is not None:
+        queries = next((q for q in BEIR_QUERIES if (path / q).is_file()), None)
+        alt = f" (or {inside(queries)})" if queries else ""
+        return f"{name}: is a BEIR dataset directory; give {inside(corpus)}{alt}"
+    files = directory_files(path, limit=3)
+    if not files:
+        return f"{name}: is a directory, expected a file"
+    listed = ", ".join(f"{inside(f)} ({kind})" for f, kind in files)
+    return f"{name}: is a directory, expected a file; give a file inside it, such as {listed}"
 
 
 def _stdin() -> BinaryIO:
@@ -161,13 +358,13 @@ class Input:
             if not self.regular:
                 raw = io.BufferedReader(raw)  # type: ignore[arg-type]
         self.stream: BinaryIO = raw
-        head = self._peek(8)
+        head = self._peek(HEAD_BYTES)
         codec = compression_of(head)
         if codec is not None:
             self.compression = codec.name
             self.regular = False
             self.stream = io.BufferedReader(_Decompressed(codec.open(self.stream), self.name, codec.name))
-            head = self._peek(8)
+            head = self._peek(HEAD_BYTES)
         if not head:
             what = f"{self.compression}-compressed input" if self.compression else "input"
             raise InputError(f"{self.name}: {what} is empty; give a file with at least one record")
@@ -177,7 +374,7 @@ class Input:
         if not path.exists():
             raise InputError(f"{self.name}: no such file; check the path")
         if path.is_dir():
-            raise InputError(f"{self.name}: is a directory, expected a file")
+            raise InputError(directory_hint(path, self.name))
 
     def _peek(self, n: int) -> bytes:
         try:

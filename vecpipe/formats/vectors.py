@@ -6,13 +6,40 @@ name too (autofaiss). Parquet drops Arrow's ``fixed_size_list``; it is restored 
 Every vectors input is checked here, once, batch by batch (vectorised): ids present, non-empty and
 unique; an embedding on every row with no null element; a dimension of at least 1; float values
 finite. A refusal names the input, the first offending id and the column.
+
+NumPy inputs. A ``.npy`` file (magic bytes ``\\x93NUMPY``) or a ``.npz`` archive (a zip of ``.npy``
+members, as ``numpy.savez`` writes it) is read as vectors wherever vectors are read, recognised by
+its content, never its extension (:data:`sniff.FORMATS`):
+
+- the vectors: a 2-D array (rows, dimension) of float32, float16, int8 or uint8; float64 is read as
+  float32. In a .npz, the array named ``embeddings``, ``embedding`` or ``vectors``, else the only 2-D
+  array. Other dtypes, other shapes and pickled object arrays are refused with one line.
+- the ids, the first found of:
+
+  1. a .npz array ``ids`` (or ``id``): 1-D, one per row, strings or integers;
+  2. a companion file ``NAME.ids.txt`` beside ``NAME.npy`` or ``NAME.npz`` (a compression suffix is
+     dropped too: ``x.npy.gz`` -> ``x.ids.txt``): UTF-8, one id per line, one line per row;
+  3. the row numbers ``"0"``, ``"1"``, ... (stdin and other streams have no companion).
+
+  Ids must be non-empty and unique, as everywhere.
+- no ``vecpipe`` metadata (no model, metric or normalisation), as for Parquet written by other tools.
+
+A .npy regular file is memory-mapped and read in blocks of rows; a stream (stdin, a FIFO, a gzip or
+zstd file) is read once, block by block (a Fortran-order array from a stream is read whole); a .npz
+member is decompressed block by block (the archive itself needs random access: a stream is spooled).
+Every block becomes an Arrow batch (``id``, ``embedding``) and goes through the same checks as Arrow
+input (:func:`numpy_table`, used by :func:`records.open_arrow_batches`).
 """
 
 from __future__ import annotations
 
+import io
+import mmap
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +52,8 @@ from vecpipe.formats.records import CORRUPT, _first_line, open_arrow_batches
 DTYPES = {"float32": pa.float32(), "float16": pa.float16(), "int8": pa.int8(), "uint8": pa.uint8()}
 VECTOR_COLUMNS = ("embedding", "embeddings", "vector", "emb")
 ID_COLUMNS = ("id", "_id", "docid", "qid")
+#: What a vectors input may be, for refusals of other inputs.
+VECTORS = "vectors (Arrow/Parquet with id and embedding columns, .npy or .npz)"
 
 
 def dtype_name(value_type: pa.DataType) -> str:
@@ -211,10 +240,16 @@ def iter_vectors(path: "str | Path | sniff.Input", batch_size: int = 65536,
     """Stream checked (ids, matrix, meta) batches from a vectors file or stdin."""
     inp = path if isinstance(path, sniff.Input) else sniff.Input(path)
     try:
+        if inp.format == sniff.TEXT:
+            kind = sniff.text_kind(sniff.sample_lines(inp.stream))
+            if kind is not None:
+                raise sniff.misplaced(inp.name, kind, VECTORS)
         if inp.format in (sniff.JSONL, sniff.TEXT):
             raise InputError(f"{inp.name}: holds text, not vectors; run vecpipe embed on it first")
         if inp.format == sniff.VPI:
             raise InputError(f"{inp.name}: is a .vpi index, not a vectors table")
+        if inp.format == sniff.ZIP:
+            raise InputError(f"{inp.name}: is a zip archive, not a .npz of NumPy arrays; unzip it and give the file inside")
         schema, batches = open_arrow_batches(inp, batch_size)
         yield from vectors_from_arrow(inp.name, schema, batches, unique=unique)
     finally:
@@ -268,3 +303,376 @@ def read_vectors(path: "str | Path | sniff.Input") -> Vectors:
 
 def float_matrix(matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------ NumPy input
+
+NUMPY_DTYPES = ("float32", "float16", "float64", "int8", "uint8")
+NPZ_EMBEDDING_KEYS = ("embeddings", "embedding", "vectors")
+NPZ_ID_KEYS = ("ids", "id")
+_COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd")
+_BLOCK_BYTES = 32 << 20  # at most this many bytes of vectors per batch read from a NumPy input
+_NPZ_ERRORS = (OSError, EOFError, ValueError, RuntimeError, NotImplementedError)  # zipfile/zlib on damaged data
+
+
+@dataclass(frozen=True)
+class _Header:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran: bool
+    offset: int = 0  # bytes before the data (a .npy file)
+
+
+def _read_header(stream: BinaryIO, name: str) -> _Header:
+    """The header of a .npy stream (positioned at its start); leaves the stream at the data."""
+    from numpy.lib import format as npformat
+
+    start = stream.tell() if stream.seekable() else 0
+    try:
+        version = npformat.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = npformat.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = npformat.read_array_header_2_0(stream)
+        else:
+            try:
+                from numpy.lib._format_impl import _read_array_header  # numpy >= 2
+            except ImportError:  # pragma: no cover - numpy 1.x
+                _read_array_header = npformat._read_array_header  # type: ignore[attr-defined]
+            shape, fortran, dtype = _read_array_header(stream, version)
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError, MemoryError) as exc:  # bad magic, header or EOF
+        raise InputError(f"{name}: damaged NumPy header ({_first_line(exc)}); is it a complete .npy file?") from None
+    offset = stream.tell() - start if stream.seekable() else 0
+    return _Header(tuple(int(n) for n in shape), np.dtype(dtype), bool(fortran), offset)
+
+
+def _dtype_problem(header: _Header) -> str | None:
+    dt = header.dtype
+    if dt.hasobject:
+        return "holds Python objects (a pickled object array), which vecpipe never unpickles; save a numeric array"
+    if dt.names is not None or dt.subdtype is not None:
+        return f"has a structured dtype ({dt}); save a plain 2-D numeric array"
+    if len(header.shape) != 2:
+        return (f"is a {len(header.shape)}-D array of shape {header.shape}; vectors need a 2-D array "
+                "(rows, dimension)")
+    native = dt.newbyteorder("=")
+    if native.name not in NUMPY_DTYPES:
+        return (f"has dtype {native.name}; vectors must be float32, float16, float64 (read as float32), "
+                "int8 or uint8")
+    if header.shape[1] == 0 and header.shape[0] > 0:
+        return "holds vectors of dimension 0; every vector needs at least one value"
+    return None
+
+
+def _dtype_label(dt: np.dtype) -> str:
+    """A stored dtype as people write it: ``float32``; byte order and string widths kept (``>f4``, ``<U8``)."""
+    return dt.name if dt.kind in "fiub" and dt.byteorder != ">" else dt.str
+
+
+def _out_dtype(dt: np.dtype) -> np.dtype:
+    native = dt.newbyteorder("=")
+    return np.dtype(np.float32) if native.name == "float64" else native
+
+
+def _read_exact(stream: BinaryIO, nbytes: int) -> bytearray:
+    buf = bytearray(nbytes)
+    view = memoryview(buf)
+    pos = 0
+    while pos < nbytes:
+        n = stream.readinto(view[pos:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        pos += n
+    del view
+    if pos < nbytes:
+        del buf[pos:]
+    return buf
+
+
+def _truncated(name: str, rows: int, complete: int) -> InputError:
+    return InputError(f"{name}: truncated NumPy data: the header promises {rows} rows, the data ends after row "
+                      f"{complete}; is the file complete?")
+
+
+def _stream_blocks(stream: BinaryIO, header: _Header, name: str, block_rows: int) -> Iterator[np.ndarray]:
+    """Blocks of rows of an array read once from a stream positioned at its data."""
+    n, d = header.shape
+    row_bytes = d * header.dtype.itemsize
+    if header.fortran:  # column-major: no row is complete before the last column; read it whole
+        data = _read_exact(stream, n * row_bytes)
+        if len(data) < n * row_bytes:
+            raise _truncated(name, n, 0)
+        whole = np.frombuffer(data, dtype=header.dtype).reshape((n, d), order="F")
+        for start in range(0, n, block_rows):
+            yield np.ascontiguousarray(whole[start:start + block_rows])
+        return
+    done = 0
+    while done < n:
+        want = min(block_rows, n - done)
+        data = _read_exact(stream, want * row_bytes)
+        if len(data) < want * row_bytes:
+            raise _truncated(name, n, done + len(data) // max(row_bytes, 1))
+        yield np.frombuffer(data, dtype=header.dtype).reshape(want, d)
+        done += want
+
+
+def _mapped_blocks(fileno: int, header: _Header, name: str, block_rows: int) -> Iterator[np.ndarray]:
+    """Blocks of rows of a regular .npy file, memory-mapped (only the pages of a block are touched)."""
+    n, d = header.shape
+    row_bytes = d * header.dtype.itemsize
+    size = os.fstat(fileno).st_size
+    if size < header.offset + n * row_bytes:
+        raise _truncated(name, n, max(0, size - header.offset) // max(row_bytes, 1))
+    if n == 0:
+        return
+    mm = mmap.mmap(fileno, 0, access=mmap.ACCESS_READ)
+    whole = np.ndarray((n, d), dtype=header.dtype, buffer=mm, offset=header.offset, order="F" if header.fortran else "C")
+    for start in range(0, n, block_rows):
+        yield whole[start:start + block_rows]
+
+
+def _mappable(inp: sniff.Input) -> bool:
+    """Whether the input's stream is an uncompressed regular file (mapped rather than read)."""
+    if inp.compression is not None or inp.path is None or not isinstance(inp.stream, io.BufferedReader):
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(inp.stream.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+def companion_ids(path: str | Path) -> Path:
+    """Where the ids of ``NAME.npy`` / ``NAME.npz`` (``.gz``/``.zst`` too) are looked for: ``NAME.ids.txt``."""
+    p = Path(path)
+    base = p.name
+    for suffix in _COMPRESSION_SUFFIXES:
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    for suffix in (".npy", ".npz"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return p.with_name(base + ".ids.txt")
+
+
+def _read_companion(path: Path, rows: int, name: str) -> pa.Array:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the ids of {name}: {exc.strerror or exc}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not valid UTF-8; the ids of {name} must be UTF-8 text, one per line") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [line.removesuffix("\r") for line in lines]
+    if len(lines) != rows:
+        raise InputError(f"{path}: {len(lines)} ids for the {rows} vectors of {name}; give one id per line, "
+                         "one line per row")
+    empty = next((i for i, line in enumerate(lines) if not line), None)
+    if empty is not None:
+        raise InputError(f"{path}:{empty + 1}: empty id; every vector of {name} needs a non-empty id")
+    return pa.array(lines, pa.string())
+
+
+def _ids_from_array(arr: np.ndarray, rows: int, name: str, key: str) -> pa.Array:
+    where = f"{name}: array {key!r}"
+    if arr.ndim != 1 or len(arr) != rows:
+        raise InputError(f"{where} has shape {arr.shape}; ids need a 1-D array of one id per vector ({rows})")
+    try:
+        if arr.dtype.kind == "U":
+            return pa.array(arr, pa.string())
+        if arr.dtype.kind == "S":
+            return pa.array(arr, pa.binary()).cast(pa.string())
+        if arr.dtype.kind in "iu":
+            return pa.array(arr).cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"{where}: ids cannot be read as UTF-8 strings ({_first_line(exc)})") from None
+    raise InputError(f"{where} has dtype {arr.dtype}; ids must be strings or integers")
+
+
+@dataclass
+class NumpyVectors:
+    """A NumPy input opened for reading as vectors: what its headers say, before any data is read.
+
+    ``problem`` is set (and :meth:`batches` refuses) where the input holds no usable vectors; the
+    rest still describes it (``vecpipe inspect``)."""
+
+    name: str
+    format: str  # sniff.NPY or sniff.NPZ
+    shape: tuple[int, ...] = ()
+    dtype: str = ""  # the stored dtype (e.g. float64, >f4)
+    fortran_order: bool = False
+    member: str | None = None  # the .npz array holding the vectors
+    ids: str = "row numbers"  # where the ids come from
+    arrays: list[dict[str, Any]] = field(default_factory=list)  # a .npz: every array's name, shape and dtype
+    problem: str | None = None
+    _blocks: Callable[[int], Iterator[np.ndarray]] | None = None
+    _ids: Callable[[], pa.Array | None] | None = None
+
+    @property
+    def value_dtype(self) -> str:
+        """The dtype the vectors are read as (float64 -> float32)."""
+        return _out_dtype(np.dtype(self.dtype)).name
+
+    def info(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"shape": list(self.shape), "dtype": self.dtype, "fortran_order": self.fortran_order}
+        if self.format == sniff.NPZ:
+            out.update(arrays=self.arrays, embeddings=self.member)
+        if self.problem is None:
+            out.update(read_as=self.value_dtype, ids=self.ids)
+        else:
+            out["problem"] = self.problem
+        return out
+
+    def batches(self, batch_size: int = 65536) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """(schema, record batches of ``id`` and ``embedding``); the schema carries no metadata."""
+        if self.problem is not None:
+            raise InputError(f"{self.name}: {self.problem}")
+        assert self._blocks is not None and self._ids is not None
+        d = self.shape[1]
+        out = _out_dtype(np.dtype(self.dtype))
+        schema = pa.schema([("id", pa.string()), ("embedding", pa.list_(DTYPES[out.name], d))])
+        ids = self._ids()
+        block_rows = max(1, min(batch_size, _BLOCK_BYTES // max(1, d * np.dtype(self.dtype).itemsize)))
+        return schema, self._record_batches(schema, ids, block_rows)
+
+    def _record_batches(self, schema: pa.Schema, ids: pa.Array | None, block_rows: int) -> Iterator[pa.RecordBatch]:
+        assert self._blocks is not None
+        value_type = schema.field("embedding").type.value_type
+        d = self.shape[1]
+        out = _out_dtype(np.dtype(self.dtype))
+        start = 0
+        for block in self._blocks(block_rows):
+            block = np.ascontiguousarray(block, dtype=out)
+            rows = len(block)
+            emb = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1), type=value_type), d)
+            if ids is None:
+                id_arr = pa.array(np.arange(start, start + rows, dtype=np.int64)).cast(pa.string())
+            else:
+                id_arr = ids.slice(start, rows)
+            start += rows
+            yield pa.RecordBatch.from_arrays([id_arr, emb], schema=schema)
+
+
+def _ids_loader(inp: sniff.Input, rows: int, npz_ids: tuple[str, Callable[[], pa.Array]] | None = None
+                ) -> tuple[str, Callable[[], pa.Array | None]]:
+    """(where the ids come from, a function that loads them): a .npz ids array, a companion file, row numbers."""
+    if npz_ids is not None:
+        return npz_ids
+    if inp.path is not None:
+        companion = companion_ids(inp.path)
+        if companion.is_file():
+            return str(companion), lambda: _read_companion(companion, rows, inp.name)
+    return "row numbers", lambda: None
+
+
+def open_numpy(inp: sniff.Input) -> NumpyVectors:
+    """Read the headers of a .npy or .npz input (no data yet); damaged headers are refused."""
+    if inp.format == sniff.NPY:
+        return _open_npy(inp)
+    return _open_npz(inp)
+
+
+def _open_npy(inp: sniff.Input) -> NumpyVectors:
+    name = inp.name
+    mapped = _mappable(inp)
+    header = _read_header(inp.stream, name)
+    nv = NumpyVectors(name, sniff.NPY, header.shape, _dtype_label(header.dtype),
+                      header.fortran, problem=_dtype_problem(header))
+    if nv.problem is not None:
+        return nv
+    if mapped:
+        fileno = inp.stream.fileno()
+        nv._blocks = lambda rows: _mapped_blocks(fileno, header, name, rows)
+    else:
+        nv._blocks = lambda rows: _stream_blocks(inp.stream, header, name, rows)
+    nv.ids, nv._ids = _ids_loader(inp, header.shape[0])
+    return nv
+
+
+def _open_npz(inp: sniff.Input) -> NumpyVectors:
+    import zipfile
+    import zlib
+
+    name = inp.name
+    errors = _NPZ_ERRORS + (zipfile.BadZipFile, zlib.error)
+    try:
+        zf = zipfile.ZipFile(inp.seekable())
+        members = [info for info in zf.infolist() if not info.is_dir()]
+    except errors as exc:
+        raise InputError(f"{name}: damaged .npz (zip) archive ({_first_line(exc)}); is the file complete?") from None
+    arrays = [info for info in members if info.filename.endswith(".npy")]
+    if not arrays:
+        listed = ", ".join(info.filename for info in members[:3]) or "nothing"
+        raise InputError(f"{name}: is a zip archive without NumPy arrays (holds {listed}); unzip it and give the file inside")
+    headers: dict[str, _Header] = {}
+    infos = {}
+    for info in arrays:
+        key = info.filename[: -len(".npy")]
+        try:
+            with zf.open(info) as fh:
+                headers[key] = _read_header(fh, f"{name}: array {key!r}")
+        except errors as exc:
+            raise InputError(f"{name}: damaged .npz member {info.filename!r} ({_first_line(exc)}); is the file complete?") from None
+        infos[key] = info
+    listing = [{"name": k, "shape": list(h.shape), "dtype": _dtype_label(h.dtype)}
+               for k, h in headers.items()]
+    key = next((k for k in NPZ_EMBEDDING_KEYS if k in headers), None)
+    if key is None:
+        two_d = [k for k, h in headers.items() if len(h.shape) == 2 and not h.dtype.hasobject]
+        key = two_d[0] if len(two_d) == 1 else None
+    if key is None:
+        shown = ", ".join(f"{a['name']} {tuple(a['shape'])}" for a in listing[:6])
+        return NumpyVectors(name, sniff.NPZ, arrays=listing, problem=(
+            f"no embeddings array among {shown}; name the vectors 'embeddings' "
+            "(numpy.savez(path, embeddings=X, ids=I))"))
+    header = headers[key]
+    nv = NumpyVectors(name, sniff.NPZ, header.shape, listing[list(headers).index(key)]["dtype"], header.fortran,
+                      member=key, arrays=listing, problem=_dtype_problem(header))
+    if nv.problem is not None:
+        nv.problem = f"array {key!r} {nv.problem}"
+        return nv
+    rows = header.shape[0]
+
+    def blocks(block_rows: int) -> Iterator[np.ndarray]:
+        try:
+            with zf.open(infos[key]) as fh:
+                _read_header(fh, f"{name}: array {key!r}")
+                yield from _stream_blocks(fh, header, f"{name}: array {key!r}", block_rows)
+        except errors as exc:
+            raise InputError(f"{name}: damaged .npz member {key + '.npy'!r} ({_first_line(exc)}); is the file complete?") from None
+
+    nv._blocks = blocks
+    id_key = next((k for k in NPZ_ID_KEYS if k in headers and k != key), None)
+    npz_ids = None
+    if id_key is not None:
+        def load_ids() -> pa.Array:
+            from numpy.lib import format as npformat
+
+            try:
+                with zf.open(infos[id_key]) as fh:
+                    arr = npformat.read_array(fh, allow_pickle=False)
+            except ValueError as exc:
+                if "allow_pickle" in str(exc):
+                    raise InputError(f"{name}: array {id_key!r} holds Python objects (a pickled object array), which "
+                                     "vecpipe never unpickles; save the ids as strings (numpy.array(ids, dtype=str))") from None
+                raise InputError(f"{name}: damaged .npz member {id_key + '.npy'!r} ({_first_line(exc)})") from None
+            except errors as exc:
+                raise InputError(f"{name}: damaged .npz member {id_key + '.npy'!r} ({_first_line(exc)})") from None
+            return _ids_from_array(arr, rows, name, id_key)
+
+        npz_ids = (f"array {id_key!r}", load_ids)
+    nv.ids, nv._ids = _ids_loader(inp, rows, npz_ids)
+    return nv
+
+
+def numpy_table(inp: sniff.Input, batch_size: int = 65536) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """A .npy/.npz input as (schema, record batches) of a vectors table (``id``, ``embedding``)."""
+    return open_numpy(inp).batches(batch_size)

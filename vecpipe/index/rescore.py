@@ -39,6 +39,9 @@ class DocVectors:
         with sniff.Input(path) as inp:
             inp.name = self.name
             self.format = inp.format
+        if self.format in sniff.NUMPY_FORMATS:
+            raise InputError(f"{self.name}: is a NumPy file; full-precision vectors are read by id from Arrow or Parquet: "
+                             f"convert it once with vecpipe quantize {self.name} --to float32 -o vectors.parquet")
         if self.format not in (sniff.PARQUET, sniff.ARROW_FILE, sniff.ARROW_STREAM):
             raise InputError(f"{self.name}: not a vectors table (Arrow or Parquet); give the vectors written by vecpipe embed")
         self.schema = self._schema()

@@ -130,12 +130,31 @@ def build_manifest(stage: str, inputs: dict[str, Any], params: dict[str, Any]) -
             if fp is None:
                 return None
             prints[name] = fp
+            companion = _companion_ids(path)
+            if companion is not None:  # the ids of a .npy / .npz input live beside it
+                prints[f"{name}.ids"] = fingerprint(companion, cache)
     finally:
         if cache is not None:
             cache.save()
     clean = {k: v for k, v in params.items() if v is not None}
     return json.loads(json.dumps({"stage": stage, "inputs": prints, "params": clean, "vecpipe_version": __version__},
                                  sort_keys=True, default=str))
+
+
+def _companion_ids(path: str | Path) -> Path | None:
+    from vecpipe.formats.vectors import companion_ids
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return None
+    compression = sniff.compression_of(head)
+    if compression is not None or sniff.sniff_bytes(head) in sniff.NUMPY_FORMATS:
+        companion = companion_ids(path)
+        if companion.is_file():
+            return companion
+    return None
 
 
 def sidecar(out: str | Path) -> Path:

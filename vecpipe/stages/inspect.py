@@ -1,4 +1,6 @@
-"""The inspect stage: any artifact's format, kind, schema, row count and vecpipe metadata."""
+"""The inspect stage: any artifact's format, kind, schema, row count and vecpipe metadata, and what its
+kind is about (vectors, index, run, qrels, metrics, NumPy arrays, a dataset directory; see
+:mod:`vecpipe.formats.describe`)."""
 
 from __future__ import annotations
 
