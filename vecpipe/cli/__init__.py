@@ -6,6 +6,7 @@ mapped to exit codes in one place, :func:`exit_status`.
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sys
@@ -16,11 +17,17 @@ import typer
 import typer.core
 
 from vecpipe import __version__
+from vecpipe.cli import _progress
 from vecpipe.errors import VecpipeError
+
+#: ``--debug`` seen on this command line (root option, any subcommand's option, or anywhere in argv).
+_debug = False
+#: ``--debug`` taken out of argv by :func:`main` (so that it works in any position, for any command).
+_debug_in_argv = False
 
 
 def debug_enabled() -> bool:
-    return os.environ.get("VECPIPE_DEBUG", "") not in ("", "0") or "--debug" in sys.argv
+    return _debug or os.environ.get("VECPIPE_DEBUG", "") not in ("", "0") or "--debug" in sys.argv
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that temporary files are removed on the way out."""
@@ -38,29 +45,44 @@ def exit_status(exc: BaseException) -> int | None:
         return 0
     cause = exc.__cause__ if isinstance(exc, typer.Abort) else exc
     if isinstance(cause, Terminated):
-        _emit("vecpipe: terminated")
+        _progress.error("terminated", 143, event="terminated", plain="vecpipe: terminated")
         return 143
     if isinstance(cause, (KeyboardInterrupt, typer.Abort)):
-        _emit("vecpipe: interrupted")
+        _progress.error("interrupted", 130, event="interrupted", plain="vecpipe: interrupted")
         return 130
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a bare ``vecpipe``: the help, on stderr
+        if _progress.log_format() == "json":
+            _progress.error(usage_message(exc, "missing command"), 2)
+        else:
+            _emit(_help_text(exc).rstrip("\n"))
+        return 2
     if _is_usage_error(exc):
-        _emit(f"vecpipe: error: {usage_message(exc)}")
+        _progress.error(usage_message(exc), 2)
         return 2
     if debug_enabled():
         return None
     if isinstance(exc, VecpipeError):
-        _emit(f"vecpipe: error: {exc}")
+        _progress.error(str(exc), exc.exit_code)
         return exc.exit_code
-    _emit(f"vecpipe: error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+    _progress.error(f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
     return 1
 
 
-def usage_message(exc: BaseException) -> str:
+def usage_message(exc: BaseException, text: str | None = None) -> str:
     """A usage error (typer's) as one line: what is wrong and where the help is."""
-    text = " ".join(str(exc.format_message()).split())  # type: ignore[attr-defined]
+    if text is None:
+        text = " ".join(str(exc.format_message()).split())  # type: ignore[attr-defined]
     ctx = getattr(exc, "ctx", None)
     where = getattr(ctx, "command_path", None) or "vecpipe"
     return f"{text.rstrip('.')} (see '{where} --help')"
+
+
+def _help_text(exc: BaseException) -> str:
+    ctx = getattr(exc, "ctx", None)
+    try:
+        return ctx.get_help() if ctx is not None else ""
+    except Exception:  # noqa: BLE001  (a help that cannot be formatted still ends in exit status 2)
+        return "Usage: vecpipe [OPTIONS] COMMAND [ARGS]... (see 'vecpipe --help')"
 
 
 def _emit(line: str) -> None:
@@ -74,7 +96,29 @@ def _emit(line: str) -> None:
 
 class _Group(typer.core.TyperGroup):
     """Puts :func:`exit_status` around every subcommand, so that ``typer.testing.CliRunner`` and the
-    installed command behave the same."""
+    installed command behave the same; gives every subcommand the root's ``--debug`` and the help
+    details of :func:`_polish`; records the subcommand running (the ``stage`` of log lines)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        debug = next((p for p in self.params if p.name == "debug"), None)
+        for name, cmd in self.commands.items():
+            _polish(name, cmd, debug)
+
+    def main(self, args=None, *rest, **kwargs):  # type: ignore[override,no-untyped-def]
+        # Before parsing, so that a usage error on this command line is already reported as it asks.
+        global _debug
+        argv = list(sys.argv[1:] if args is None else args)
+        _debug = _debug_in_argv or "--debug" in argv
+        _progress.set_log_format(_root_log_format(argv))
+        _progress.set_stage(None)
+        return super().main(argv, *rest, **kwargs)
+
+    def resolve_command(self, ctx, args):  # type: ignore[override,no-untyped-def]
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if ctx.parent is None:
+            _progress.set_stage(getattr(cmd, "name", None) or name)
+        return name, cmd, rest
 
     def invoke(self, ctx):  # type: ignore[override]
         try:
@@ -88,6 +132,53 @@ class _Group(typer.core.TyperGroup):
             raise typer.Exit(code) from None
 
 
+def _root_log_format(argv: list[str]) -> str | None:
+    """``--log-format`` among the root options (those before the subcommand), or None."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--log-format" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--log-format="):
+            return arg.split("=", 1)[1]
+        if not arg.startswith("-") or arg == "--":
+            return None
+        i += 1
+    return None
+
+
+def _polish(name: str, cmd, debug) -> None:  # type: ignore[no-untyped-def]
+    """Help details for one subcommand (and, for a group, its own subcommands): ``--debug`` as an
+    option of its own, value placeholders (``FILE``, ``SPEC``, ``N``; flags show none), and the
+    ``-o`` help that lists the output formats it accepts (:data:`vecpipe.cli.options.OUTPUT_HELP`)."""
+    from vecpipe.cli import options
+
+    params = getattr(cmd, "params", None)
+    if params is None:
+        return
+    if debug is not None and not any(getattr(p, "name", None) == "debug" for p in params):
+        sub_debug = copy.copy(debug)
+        sub_debug.expose_value = False  # the command's function never sees it
+        params.append(sub_debug)
+    for p in params:
+        kind = getattr(p, "param_type_name", "")
+        if kind == "argument":
+            if p.metavar is None and p.name:
+                p.metavar = p.name.upper()
+            continue
+        if kind != "option":
+            continue
+        if p.is_flag or getattr(p, "count", False):
+            p.metavar = ""  # rich help would show the type (<bool>) of a flag
+            continue
+        if "--output" in p.opts and name in options.OUTPUT_HELP:
+            p.help = options.OUTPUT_HELP[name]
+        if p.metavar is None:
+            p.metavar = options.metavar(p.opts, options.annotation(p))
+    for sub_name, sub in (getattr(cmd, "commands", None) or {}).items():
+        _polish(sub_name, sub, debug)
+
+
 app = typer.Typer(
     cls=_Group,
     name="vecpipe",
@@ -95,6 +186,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags shown as flags, no rich import for --help
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -103,6 +195,12 @@ def _version(value: bool) -> None:
     if value:
         print(f"vecpipe {__version__}")
         raise typer.Exit()
+
+
+def _debug_option(value: bool) -> None:
+    global _debug
+    if value:
+        _debug = True
 
 
 class _LogFormat(str, Enum):
@@ -114,9 +212,13 @@ class _LogFormat(str, Enum):
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     log_format: Optional[_LogFormat] = typer.Option(
-        None, "--log-format", help="Progress lines on a non-terminal stderr: plain (timestamped) or json. Also VECPIPE_LOG_FORMAT.",
-        show_default=False,
+        None, "--log-format", help="What vecpipe writes on stderr: plain (vecpipe: notes and errors, timestamped "
+        "progress lines off a terminal) or json (one JSON object a line: time, level, event, stage, message, ...; "
+        "every note, warning, error and progress line). Give it before the subcommand. Default: VECPIPE_LOG_FORMAT, "
+        "else plain.", show_default=False,
     ),
+    debug: bool = typer.Option(False, "--debug", callback=_debug_option,
+                               help="On an error, show the Python traceback (also VECPIPE_DEBUG=1)."),
 ) -> None:
     """Unix-style utilities for embedding-based retrieval.
 
@@ -124,7 +226,7 @@ def _root(
     through pipes, Makefiles and cron jobs.
     """
     if log_format is not None:
-        os.environ["VECPIPE_LOG_FORMAT"] = log_format.value
+        _progress.set_log_format(log_format.value)
 
 
 # Subcommand modules register themselves on ``app`` when imported.
@@ -133,10 +235,13 @@ from vecpipe.cli import commands as _commands  # noqa: E402,F401
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, map errors to exit codes, end quietly on a closed pipe."""
+    global _debug_in_argv
     args = list(sys.argv[1:] if argv is None else argv)
     _terminate_cleanly()
     _guard_standard_fds()
-    if "--debug" in args:
+    _progress.install_warning_hook()
+    _debug_in_argv = "--debug" in args
+    if _debug_in_argv:  # anywhere: after a subcommand's arguments too, whatever the command
         args.remove("--debug")
     try:
         rv = app(args=args, prog_name="vecpipe", standalone_mode=False)

@@ -1,11 +1,18 @@
-"""Pick the progress reporter: rich bar on a terminal, periodic log lines otherwise, none with --quiet."""
+"""What the command line writes on stderr: notes, warnings, errors and progress, plain or JSON.
+
+Plain (the default): ``vecpipe: MESSAGE`` lines, a rich bar on a terminal, periodic timestamped
+progress lines otherwise. JSON (``vecpipe --log-format json`` or ``VECPIPE_LOG_FORMAT=json``): every
+line is one JSON object (:func:`vecpipe.pipeline.progress.json_line` holds the schema), progress
+included, on a terminal too. ``--quiet`` silences all but errors.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 
-from vecpipe.pipeline.progress import LogProgress, Progress
+from vecpipe.pipeline.progress import LogProgress, Progress, json_line
 
 
 class RichProgress(Progress):
@@ -55,11 +62,37 @@ class RichProgress(Progress):
 
 LOG_FORMATS = ("plain", "json")
 
+#: ``--log-format`` as given on this command line (None: not given; VECPIPE_LOG_FORMAT decides).
+_log_format: str | None = None
+#: The subcommand running (the ``stage`` of JSON lines), set when the command line is parsed.
+_stage: str | None = None
+
+
+def set_log_format(value: str | None) -> None:
+    global _log_format
+    _log_format = value if value in LOG_FORMATS else None
+
 
 def log_format() -> str:
     """``--log-format`` (root option) or ``VECPIPE_LOG_FORMAT``: plain or json."""
-    value = os.environ.get("VECPIPE_LOG_FORMAT", "plain")
+    if _log_format is not None:
+        return _log_format
+    value = os.environ.get("VECPIPE_LOG_FORMAT", "plain").strip().lower()
     return value if value in LOG_FORMATS else "plain"
+
+
+def set_stage(name: str | None) -> None:
+    global _stage
+    _stage = name
+
+
+def log_interval() -> float:
+    """Seconds between progress lines off a terminal (``VECPIPE_LOG_INTERVAL``, default 10)."""
+    try:
+        value = float(os.environ.get("VECPIPE_LOG_INTERVAL", "10"))
+    except ValueError:
+        return 10.0
+    return value if value >= 0 else 10.0
 
 
 def reporter(quiet: bool = False) -> Progress:
@@ -71,8 +104,7 @@ def reporter(quiet: bool = False) -> Progress:
         return Progress()
     if sys.stderr.isatty() and fmt == "plain":
         return RichProgress()
-    interval = float(os.environ.get("VECPIPE_LOG_INTERVAL", "10"))
-    return LogProgress(interval=interval, fmt=fmt)
+    return LogProgress(interval=log_interval(), fmt=fmt)
 
 
 def emit(line: str) -> None:
@@ -86,6 +118,67 @@ def emit(line: str) -> None:
         pass
 
 
+#: What a note is, by its wording: (pattern at the start of the message, JSON event, level).
+#: The library reports through one ``note(message)`` callback; this table gives collectors an
+#: event and a level to filter on. Anything else is an ``info`` ``note``.
+NOTE_KINDS: tuple[tuple[re.Pattern[str], str, str], ...] = tuple((re.compile(p), e, lv) for p, e, lv in (
+    (r"up to date: ", "up_to_date", "info"),
+    (r"wrote ", "wrote", "info"),
+    (r"skipped ", "skipped", "warning"),
+    (r"waiting for ", "waiting", "info"),
+    (r"faiss: ", "warning", "warning"),
+    (r"--spec .*(fewer than|recall may suffer)", "warning", "warning"),
+    (r"\S+ stores each value rounded", "warning", "warning"),
+    (r"dropped \d+ ", "warning", "warning"),
+    (r"the run lacks ", "warning", "warning"),
+    (r".* looks deeper than the run", "warning", "warning"),
+    (r"warning: ", "warning", "warning"),
+))
+
+
+def classify(message: str) -> tuple[str, str]:
+    """(event, level) of a note, by :data:`NOTE_KINDS`."""
+    for pattern, event, level in NOTE_KINDS:
+        if pattern.match(message):
+            return event, level
+    return "note", "info"
+
+
+def log(level: str, event: str, message: str, plain: str | None = None, **fields: object) -> None:
+    """One stderr line: a JSON object with ``--log-format json``, else ``plain`` (default ``vecpipe: MESSAGE``)."""
+    if log_format() == "json":
+        emit(json_line(level, event, message, stage=_stage, **fields))
+    else:
+        emit(plain if plain is not None else f"vecpipe: {message}")
+
+
 def note(message: str, quiet: bool = False) -> None:
-    if not quiet:
-        emit(f"vecpipe: {message}")
+    """A note from a stage (``vecpipe: MESSAGE``); nothing with ``--quiet``."""
+    if quiet:
+        return
+    event, level = classify(message)
+    log(level, event, message)
+
+
+def error(message: str, exit_status: int, event: str = "error", plain: str | None = None) -> None:
+    """An error line, whatever ``--quiet`` says: ``vecpipe: error: MESSAGE`` (or ``plain``), or JSON
+    with ``exit_status``."""
+    log("error", event, message, plain=f"vecpipe: error: {message}" if plain is None else plain,
+        exit_status=exit_status)
+
+
+def install_warning_hook() -> None:
+    """Python warnings (from any library) become log lines too, so that JSON stderr stays JSON."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if log_format() == "json":
+            log("warning", "warning", f"{category.__name__}: {message}", file=filename, line=lineno)
+        else:
+            _show(message, category, filename, lineno, file, line)
+
+    _show = warnings.showwarning
+    if getattr(_show, "_vecpipe", False):
+        return
+    show._vecpipe = True  # type: ignore[attr-defined]
+    warnings.showwarning = show

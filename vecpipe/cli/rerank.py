@@ -20,7 +20,7 @@ def rerank(
     metric: Annotated[Optional[o.FloatMetric], typer.Option("--metric", help="ip, l2 or cos (default: what the vectors record).", show_default=False)] = None,
     allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Drop run rows whose docid (or qid) has no vector instead of failing.")] = False,
     output: o.Output = None,
-    format: Annotated[Optional[o.RunFormat], typer.Option("--format", help="arrow, parquet or trec text (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
+    format: Annotated[Optional[o.RunFormat], typer.Option("--format", help="arrow, parquet, trec text or msmarco (qid, docid, rank TSV) (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
     tag: Annotated[str, typer.Option("--tag", help="Run tag in TREC output.")] = "vecpipe",
     allow_mismatch: o.AllowMismatch = False,
     force: o.Force = False,

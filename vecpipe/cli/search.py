@@ -17,7 +17,7 @@ def search(
     index: Annotated[str, typer.Option("--index", "-i", help="The .vpi index to search.")] = ...,  # type: ignore[assignment]
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=o.INT_MAX, help="Results per query.")] = 100,
     output: o.Output = None,
-    format: Annotated[Optional[o.RunFormat], typer.Option("--format", help="arrow, parquet or trec text (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
+    format: Annotated[Optional[o.RunFormat], typer.Option("--format", help="arrow, parquet, trec text or msmarco (qid, docid, rank TSV) (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
     tag: Annotated[str, typer.Option("--tag", help="Run tag in TREC output.")] = "vecpipe",
     nprobe: Annotated[Optional[int], typer.Option("--nprobe", min=1, max=o.INT_MAX, help="IVF lists searched (default: recorded in the index; IVF indexes only).", show_default=False)] = None,
     ef_search: Annotated[Optional[int], typer.Option("--ef-search", min=1, max=o.INT_MAX, help="HNSW efSearch (default: recorded in the index; HNSW indexes only).", show_default=False)] = None,

@@ -36,7 +36,7 @@ def load_encoder(
     batch_size: int = 32,
     threads: Optional[int] = None,
     device: str = "auto",
-    normalize: bool = True,
+    normalize: Optional[bool] = None,
     *,
     max_batch_tokens: Optional[int] = None,
     window: Optional[int] = None,
@@ -49,7 +49,9 @@ def load_encoder(
     prepended to every text. ``batch_size``: most texts per inference batch; ``max_batch_tokens``
     additionally caps padded tokens per batch. ``window``: how many texts are gathered, sorted by
     length and batched together (bounds memory and read-ahead). ``threads``: onnxruntime intra-op
-    threads (None: all cores). ``device``: auto, cpu or cuda.
+    threads (None: all cores). ``device``: auto, cpu or cuda. ``normalize``: L2-normalise the vectors
+    (None: as the model says — a sentence-transformers model ending in a Normalize module, or a model
+    exported by ``vecpipe model export``, records it — and True when it says nothing).
 
     Raises :class:`vecpipe.errors.ModelError` (missing/corrupt files, no CUDA provider) and
     :class:`vecpipe.errors.UsageError` (bad option values).
@@ -65,7 +67,7 @@ def load_encoder(
         batch_size=batch_size,
         threads=threads,
         device=device,
-        normalize=normalize,
+        normalize=normalize if normalize is not None else (spec.normalize if spec.normalize is not None else True),
         max_batch_tokens=max_batch_tokens,
         window=window,
     )

@@ -2,6 +2,14 @@
 
 The CLI swaps in a rich progress bar when stderr is a terminal; the library only calls the small
 interface below.
+
+JSON log lines (``--log-format json``) are one object a line, built by :func:`json_line`, the one
+place that knows the schema: ``time`` (local time, ISO 8601 with its UTC offset), ``level``
+(``info``, ``warning`` or ``error``), ``event`` (``note``, ``progress``, ``done``, ``up_to_date``,
+``wrote``, ``skipped``, ``waiting``, ``warning``, ``error``, ``interrupted``, ``terminated``),
+``stage`` (the subcommand, or null), ``message`` (the text the plain format prints), then the
+event's own fields (progress: the unit's count under the unit's name, ``unit``, ``total``,
+``rate``, ``elapsed_s``, ``eta_s``, ``tokens``; errors: ``exit_status``).
 """
 
 from __future__ import annotations
@@ -9,7 +17,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import TextIO
+from datetime import datetime
+from typing import Any, TextIO
 
 
 class Progress:
@@ -70,28 +79,42 @@ class LogProgress(Progress):
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if self.total and rate > 0 and not final else None
-        record = {"event": "done" if final else "progress", "stage": self.label, self.unit: self.done,
-                  "total": self.total, "rate": round(rate, 2), "elapsed_s": round(elapsed, 1)}
-        if self.tokens:
-            record["tokens"] = self.tokens
-        if eta is not None:
-            record["eta_s"] = round(eta, 1)
         total = f"/{self.total}" if self.total else ""
         text = f"{self.label}: {self.done}{total} {self.unit}, {rate:.1f} {self.unit}/s"
         if self.tokens:
             text += f", {self.tokens / elapsed:.0f} tokens/s"
         text += f", ETA {_duration(eta)}" if eta is not None else f", {_duration(elapsed)} elapsed"
+        record: dict[str, Any] = {"event": "done" if final else "progress", "message": text, self.unit: self.done,
+                                  "unit": self.unit, "total": self.total, "rate": round(rate, 2),
+                                  "elapsed_s": round(elapsed, 1)}
+        if self.tokens:
+            record["tokens"] = self.tokens
+        if eta is not None:
+            record["eta_s"] = round(eta, 1)
         self._line(record, text)
 
     def _line(self, record: dict, text: str) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
-        line = json.dumps({"time": stamp, **record}) if self.fmt == "json" else f"{stamp} vecpipe {text}"
+        if self.fmt == "json":
+            fields = {k: v for k, v in record.items() if k not in ("event", "message")}
+            line = json_line("info", record["event"], record.get("message", text), stage=self.label or None, **fields)
+        else:
+            line = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime())} vecpipe {text}"
         if self.stream is None:
             return
         try:
             print(line, file=self.stream, flush=True)
         except (OSError, ValueError):  # stderr closed: progress is never worth failing the work
             pass
+
+
+def json_line(level: str, event: str, message: str, stage: str | None = None, **fields: Any) -> str:
+    """One JSON log line (no newline): ``time``, ``level``, ``event``, ``stage``, ``message``, then ``fields``."""
+    record = {"time": datetime.now().astimezone().isoformat(timespec="seconds"), "level": level, "event": event,
+              "stage": stage, "message": message}
+    for key, value in fields.items():
+        if key not in record:
+            record[key] = value
+    return json.dumps(record, default=str)
 
 
 def _duration(seconds: float) -> str:
