@@ -18,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from _common import require_dataset
-
 import numpy as np
 import pyarrow as pa
+from _common import require_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -185,7 +184,7 @@ def bench_synthetic(work: Path, n: int, dim: int, nq: int) -> tuple[list[dict], 
         loaded.search(q[:64], 10)  # warm up: first-call costs (JIT compile or cache load, code layout)
         warm_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scores, labels = loaded.search(q, 10)
+        _scores, labels = loaded.search(q, 10)
         elapsed = time.perf_counter() - t0
         results[name] = labels
         # Online serving: one query per call (no BLAS batching for the float index).

@@ -30,7 +30,7 @@ from _common import require_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 MAX_LENGTH = 256
 

@@ -18,17 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import require_dataset
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
+from _common import require_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vecpipe.evaluate import evaluate  # noqa: E402
-from vecpipe.formats.qrels import read_qrels  # noqa: E402
-from vecpipe.formats.runs import RUN_SCHEMA, read_run  # noqa: E402
+from vecpipe.evaluate import evaluate
+from vecpipe.formats.qrels import read_qrels
+from vecpipe.formats.runs import RUN_SCHEMA, read_run
 
 MEASURES = ["nDCG@10", "R@100", "RR@10", "AP", "P@10", "Judged@10"]
 

@@ -48,8 +48,9 @@ def run_stage(args: list[str], stdin_path: Path | None = None, stdout_path: Path
 
 def count_tokens(path: Path, title: bool = True) -> tuple[int, int]:
     """(records, non-padding tokens at max length 256) with the default model's tokenizer."""
-    from vecpipe.formats.records import read_records
     from tokenizers import Tokenizer
+
+    from vecpipe.formats.records import read_records
 
     tok = Tokenizer.from_file(str(ROOT / "vecpipe" / "encode" / "data" / "all-MiniLM-L6-v2" / "tokenizer.json"))
     tok.no_padding()
@@ -148,6 +149,7 @@ def eval_million(work: Path):
 
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_eval import build  # type: ignore[import-not-found]
+
     from vecpipe.formats.runs import RUN_SCHEMA
 
     run, qrels = build(10_000, 100, 0, None)

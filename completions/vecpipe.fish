@@ -69,6 +69,7 @@ complete -c vecpipe -n '__fish_seen_subcommand_from eval' -l quiet -s q -d 'No p
 complete -c vecpipe -n '__fish_seen_subcommand_from eval' -l debug -d 'On an error, show the Python traceback (also VECPIPE_DEBUG=1)'
 complete -c vecpipe -n '__fish_seen_subcommand_from inspect' -F
 complete -c vecpipe -n '__fish_seen_subcommand_from inspect' -l format -x -a 'text json' -d 'text or json'
+complete -c vecpipe -n '__fish_seen_subcommand_from inspect' -l system -d 'Describe this machine instead: the model runtime (onnxruntime or onnxruntime-gpu) and its usable providers, faiss, the CPU\'s SIMD features, the extras installed'
 complete -c vecpipe -n '__fish_seen_subcommand_from inspect' -l debug -d 'On an error, show the Python traceback (also VECPIPE_DEBUG=1)'
 complete -c vecpipe -n '__fish_seen_subcommand_from merge' -F
 complete -c vecpipe -n '__fish_seen_subcommand_from merge' -l output -s o -r -F -d 'Output file'

@@ -9,11 +9,10 @@ from pathlib import Path
 # Set before numpy/faiss start their thread pools.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pytest  # noqa: E402
-
-from tinymodel import tiny_model_dir  # noqa: E402,F401  (the tiny ONNX model fixture, for every module)
+import numpy as np
+import pyarrow as pa
+import pytest
+from tinymodel import tiny_model_dir  # noqa: F401  (the tiny ONNX model fixture, for every module)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"

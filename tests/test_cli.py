@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from conftest import ROOT
 
 VECPIPE = [sys.executable, "-m", "vecpipe"]

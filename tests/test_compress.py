@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
-
 from conftest import clustered, write_vectors
+
 from vecpipe.compress import codecs
 from vecpipe.formats.vectors import read_vectors
 
@@ -112,7 +112,7 @@ def test_quantize_is_deterministic_and_pq_codebooks_travel(tmp_path, corpus):
 
 
 def test_like_applies_the_corpus_calibration_to_a_single_query(cli, tmp_path, corpus):
-    docs, _, matrix, q = corpus
+    docs, _, _matrix, q = corpus
     assert cli("quantize", docs, "--to", "int8", "-o", tmp_path / "d.arrow").exit_code == 0
     one = write_vectors(tmp_path / "one.arrow", q[:1], prefix="q", meta={"model": MODEL})
     res = cli("quantize", one, "--like", tmp_path / "d.arrow", "-o", tmp_path / "q.arrow")

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 VECPIPE = [sys.executable, "-m", "vecpipe"]
@@ -243,7 +242,7 @@ def test_help_lists_debug_flags_as_flags_and_output_formats(cli):
         assert "--debug" in text, name
         assert "<bool>" not in text, name  # flags are shown as flags
         assert not re.search(r"--(force|quiet|debug)\s+\S*(bool|BOOLEAN)", text), name
-    flat = lambda text: " ".join(text.split())  # noqa: E731
+    flat = lambda text: " ".join(text.split())
     eval_help = flat(cli("eval", "--help").stdout)
     assert "-o, --output FILE" in eval_help
     for fmt in registry.formats_for(registry.METRICS):

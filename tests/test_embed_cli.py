@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ROOT
 from tinymodel import make_tiny_model
 

@@ -490,7 +490,7 @@ def test_read_run_truncated(tmp_path):
     pq.write_table(sample_run(), p)
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="unreadable parquet data.*truncated or corrupt"):
+    with pytest.raises(InputError, match=r"unreadable parquet data.*truncated or corrupt"):
         read_run(p)
 
 
@@ -520,10 +520,9 @@ def test_run_writer_streams_batches(tmp_path):
 
 def test_run_writer_failure_leaves_nothing(tmp_path):
     p = tmp_path / "run.trec"
-    with pytest.raises(RuntimeError):
-        with RunWriter(p, "trec") as w:
-            w.write(sample_run())
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), RunWriter(p, "trec") as w:
+        w.write(sample_run())
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
 

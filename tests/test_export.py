@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 from tinymodel import make_tiny_model
+
 from vecpipe.encode import load_encoder, resolve_model
 from vecpipe.encode import model as model_mod
 from vecpipe.errors import ModelError
@@ -143,7 +143,7 @@ def test_read_normalize(tmp_path: Path) -> None:
     assert model_mod.read_normalize(_st_files(tmp_path / "n", "mean", 64, normalize=True)) is True
     assert model_mod.read_normalize(_st_files(tmp_path / "p", "mean", 64, normalize=False)) is False
     (tmp_path / "modules.json").write_text("{")
-    with pytest.raises(ModelError, match="modules.json"):
+    with pytest.raises(ModelError, match=r"modules\.json"):
         model_mod.read_normalize(tmp_path)
     assert model_mod.read_normalize(model_mod.DATA_DIR) is True  # the default model ends in Normalize
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 from tinymodel import DEFAULT_TOKENIZER
 
@@ -38,8 +37,9 @@ def _texts() -> list[str]:
     """Four dozen texts from empty to far over the max length (truncation), with case, digits and
     punctuation, fixed by a seed."""
     rng = np.random.default_rng(0)
-    words = ("the retrieval of Dense vectors maps queries AND documents into one space where nearness "
-             "means relevance; an index (HNSW, IVF) finds 10 nearest neighbours in 2.5 ms, café naïve").split()
+    words = ["the", "retrieval", "of", "Dense", "vectors", "maps", "queries", "AND", "documents", "into", "one", "space",
+             "where", "nearness", "means", "relevance;", "an", "index", "(HNSW,", "IVF)", "finds", "10", "nearest",
+             "neighbours", "in", "2.5", "ms,", "café", "naïve"]
     lengths = [0, 1, 2, 3, 5, 8, 13, 21, 34, 40, 45, 46, 47, 60, 80, 120, 200] + list(rng.integers(1, 90, 31))
     return [" ".join(rng.choice(words, size=int(n))) for n in lengths]
 
@@ -195,7 +195,7 @@ def test_pooling_and_dense_inside_the_graph(cli, cache: Path, st_models, tmp_pat
     manifest = json.loads((d / "vecpipe_model.json").read_text())
     assert (manifest["output"], manifest["pooling"], manifest["dim"]) == ("sentence_embedding", "in-graph", 16)
     assert not (d / "1_Pooling").exists()
-    ours, meta = _embed(cli, tmp_path, "tiny-dense")
+    ours, _meta = _embed(cli, tmp_path, "tiny-dense")
     cos = cosines(ours, st_encode(st_models["dense"], TEXTS))
     _report("weightedmean+Dense+Normalize (in graph)", cos)
     assert ours.shape == (len(TEXTS), 16) and cos.min() >= COSINE

@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
+from conftest import clustered, write_vectors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import clustered, write_vectors
 from vecpipe.errors import VecpipeError
 
 EXAMPLES = int(os.environ.get("VECPIPE_FUZZ_EXAMPLES", "300"))
@@ -61,8 +61,8 @@ def _check(reader: str, data: bytes) -> None:
 
 def _valid_samples() -> dict[str, bytes]:
     """One valid file per format, to be truncated and corrupted."""
-    from vecpipe.formats import vpi
     from vecpipe.api import build_index
+    from vecpipe.formats import vpi
 
     out = {}
     with tempfile.TemporaryDirectory() as d:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import clustered, write_vectors
 
 pytest.importorskip("numba", reason="the blocked Hamming scan needs numba")
 
-from vecpipe.index import hamming  # noqa: E402
+from vecpipe.index import hamming
 
 
 def _faiss_knn(codes: np.ndarray, queries: np.ndarray, k: int):
@@ -35,7 +34,7 @@ def test_scan_matches_faiss(n_bits, n_codes, n_queries, k):
     codes = base[rng.integers(0, 50, n_codes)] ^ (rng.random((n_codes, n_bits // 8)) < 0.05).astype(np.uint8)
     queries = codes[rng.integers(0, n_codes, n_queries)] ^ (rng.random((n_queries, n_bits // 8)) < 0.05).astype(np.uint8)
     d, i = hamming.HammingScan(codes, n_bits).search(queries, k)
-    fd, fi = _faiss_knn(codes, queries, min(k, n_codes))
+    fd, _fi = _faiss_knn(codes, queries, min(k, n_codes))
     assert d.shape == (n_queries, min(k, n_codes))
     np.testing.assert_array_equal(d, fd)  # same sorted distances
     np.testing.assert_array_equal(d, _true_distances(codes, queries, i))  # labels carry those distances

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import clustered, write_vectors
+
 from vecpipe.errors import InputError
 from vecpipe.formats import vpi
 

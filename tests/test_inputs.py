@@ -283,7 +283,7 @@ def test_tsv_records_are_still_records(tmp_path, cli, tiny_model_dir):
                       {"id": "d3", "text": "Q0 x 1 0.5 y"}]
     header = tmp_path / "h.tsv"
     header.write_text("id\ttext\nd1\thello\n")
-    assert [b.to_pylist() for b in read_records(header)][0] == [{"id": "d1", "text": "hello"}]
+    assert next(b.to_pylist() for b in read_records(header)) == [{"id": "d1", "text": "hello"}]
     res = cli("embed", f, "--model", tiny_model_dir, "-o", tmp_path / "c.parquet", "-q")
     assert res.exit_code == 0, res.output
     assert pq.read_table(tmp_path / "c.parquet").column("id").to_pylist() == ["d1", "d2", "d3"]

@@ -45,7 +45,8 @@ def searched(cli, tmp_path, docs_queries):
     assert cli("build-index", docs, "--spec", "Flat", "-o", tmp_path / "i.vpi", "-q").exit_code == 0
     res = cli("search", queries, "--index", tmp_path / "i.vpi", "-k", 3, "--tag", "mytag", "-o", tmp_path / "r.trec", "-q")
     assert res.exit_code == 0, res.output
-    qrels = "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{p}\t{1 + i % 2}\nq{i}\td{(p + 1) % 500}\t0\nq{i}\td{(p + 250) % 500}\t1\n" for i, p in enumerate(picks))
+    qrels = "query-id\tcorpus-id\tscore\n" + "".join(
+        f"q{i}\td{p}\t{1 + i % 2}\nq{i}\td{(p + 1) % 500}\t0\nq{i}\td{(p + 250) % 500}\t1\n" for i, p in enumerate(picks))
     (tmp_path / "qrels.tsv").write_text(qrels)
     return tmp_path
 

@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 VECPIPE = [sys.executable, "-m", "vecpipe"]
@@ -48,7 +47,7 @@ def _records(res: subprocess.CompletedProcess) -> list[dict]:
         assert record["stage"] is None or isinstance(record["stage"], str), record
         assert isinstance(record["message"], str) and record["message"], record
         if record["event"] in ("progress", "done"):
-            assert PROGRESS_FIELDS <= set(record) and isinstance(record[record["unit"]], int), record
+            assert set(record) >= PROGRESS_FIELDS and isinstance(record[record["unit"]], int), record
             assert record["level"] == "info"
         if record["level"] == "error":
             assert record["event"] in ("error", "interrupted", "terminated")

@@ -7,7 +7,6 @@ import os
 import time
 
 import pyarrow.parquet as pq
-
 from conftest import clustered, write_vectors
 
 
@@ -20,7 +19,7 @@ def _setup(cli, tmp_path):
 
 
 def test_each_extension_writes_its_format(cli, tmp_path):
-    d, q = _setup(cli, tmp_path)
+    _d, q = _setup(cli, tmp_path)
     assert cli("search", q, "--index", tmp_path / "i.vpi", "-k", 4, "-o", tmp_path / "r.tsv", "-q").exit_code == 0
     assert cli("search", q, "--index", tmp_path / "i.vpi", "-k", 4, "-o", tmp_path / "r.trec", "-q").exit_code == 0
     lines = (tmp_path / "r.tsv").read_text().splitlines()

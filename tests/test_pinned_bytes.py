@@ -89,7 +89,8 @@ def produce(work: Path, model_dir: Path, invoke) -> dict[str, str]:
         ("rerank.parquet", ["rerank", "run-b2.parquet", "--vectors", "docs.parquet", "--queries", "q.arrow", "-k", "5", "-o", "rerank.parquet"]),
         ("rerank.trec", ["rerank", "run.trec", "--vectors", "docs.parquet", "--queries", "q.arrow", "-k", "5", "-o", "rerank.trec"]),
         ("metrics.tsv", ["eval", "run.trec", "--qrels", "qrels.tsv", "-o", "metrics.tsv"]),
-        ("metrics.json", ["eval", "run.parquet", "--qrels", "qrels.tsv", "-m", "nDCG@10", "-m", "P@5", "--per-query", "--format", "json", "-o", "metrics.json"]),
+        ("metrics.json", ["eval", "run.parquet", "--qrels", "qrels.tsv", "-m", "nDCG@10", "-m", "P@5", "--per-query",
+                          "--format", "json", "-o", "metrics.json"]),
     ]
     digests = {}
     for name, args in steps:

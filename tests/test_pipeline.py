@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ROOT
 
 VECPIPE = [sys.executable, "-m", "vecpipe"]

@@ -68,7 +68,7 @@ def test_read_qrels_refuses_ambiguous_relevance(tmp_path, text):
 def test_read_qrels_refuses_out_of_range(tmp_path, text):
     p = tmp_path / "qrels.txt"
     p.write_text(f"1 0 d1 {text}\n")
-    with pytest.raises(InputError, match="line 1: relevance .* is out of range"):
+    with pytest.raises(InputError, match=r"line 1: relevance .* is out of range"):
         read_qrels(p)
 
 

@@ -7,7 +7,6 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import clustered, write_vectors
 
 MODEL = {"name": "fake-model", "sha256": "ab" * 32}
@@ -115,7 +114,7 @@ def test_rerank_metrics_and_ties_by_docid(cli, tmp_path):
 
 
 def test_missing_docids_are_counted_and_allow_missing_keeps_the_rest(cli, tmp_path, setup):
-    d_path, q_path, _, docs, q, cands = setup
+    d_path, q_path, _, _docs, _q, _cands = setup
     run = _write_run(tmp_path / "r.arrow", ["q0"] * 4, ["d1", "nope1", "d2", "nope2"], [1, 2, 3, 4])
     out = tmp_path / "out.arrow"
     res = cli("rerank", run, "--vectors", d_path, "--queries", q_path, "-k", 10, "-o", out)
@@ -132,7 +131,7 @@ def test_missing_docids_are_counted_and_allow_missing_keeps_the_rest(cli, tmp_pa
 
 
 def test_bad_inputs(cli, tmp_path, setup):
-    d_path, q_path, run, docs, q, _ = setup
+    d_path, q_path, run, _docs, q, _ = setup
     other = write_vectors(tmp_path / "o.arrow", q, prefix="q", meta={"model": {"name": "other", "sha256": "cd" * 32}})
     res = cli("rerank", run, "--vectors", d_path, "--queries", other, "-k", 10, "-o", tmp_path / "x.arrow")
     assert res.exit_code == 1 and "other" in res.stderr

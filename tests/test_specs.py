@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from vecpipe.errors import UsageError
-from vecpipe.native import summarize_faiss_warnings
 from vecpipe.index.specs import SpecInfo, applies, check_spec, parse_spec, search_params
+from vecpipe.native import summarize_faiss_warnings
 
 ROOT = Path(__file__).resolve().parents[1]
 FAISS_WORDS = ("Error in", ".cpp", "RuntimeError", "faiss::", "Faiss assertion", "what()", "Traceback")
@@ -38,7 +38,8 @@ FLOAT_SPECS = [
     "", " ", "HNSW0", "HNSW1", "HNSW-1", "HNSW1000", "HNSW99999999999", "HNSW1_SQ8", "HNSW32_", "IVF0,Flat",
     "IVF8_HNSW1,Flat", "IVF8_HNSW0,Flat", "IVF99999999999,Flat", "PQ0", "PQ3", "PQ4x0", "PQ4x17", "PQ4x25",
     "PQ4x4fs_0", "PQ4x4fs_16", "OPQ0,Flat", "OPQ4_0,Flat", "OPQ3,PQ3", "RR0,Flat", "PCA0,Flat", "PCA64,Flat",
-    "PCAW4,Flat", "PCAWR4,HNSW8", "LSH0", "LSH100", "NSG4", "NSG8", "NSG0", "NSG16", "NSG32,SQ8", "NSG16_PQ4x4", "HNSW16_SQtq3", "NSG16_SQtq2", "SQ0", "SQ7", "HSNW32", "flat",
+    "PCAW4,Flat", "PCAWR4,HNSW8", "LSH0", "LSH100", "NSG4", "NSG8", "NSG0", "NSG16", "NSG32,SQ8", "NSG16_PQ4x4",
+    "HNSW16_SQtq3", "NSG16_SQtq2", "SQ0", "SQ7", "HSNW32", "flat",
     "IVF16,PQ4x", "Flat,Flat", "PQ4,IVF4", "Flat,PCA4", "IVF16", "PCA4", "IVF16,,Flat", "IVF16, Flat", "IDMap,Flat",
     "Flat,IDMap2", "RQ4x4", "IMI2x4,Flat", "BFlat", "BHNSW32", "IVF4_NSG32,Flat", "RFlat", "Refine(Flat)",
     "Flat,Refine(", "IVF4,PQ4,Refine(IVF4,Flat)", "PQ4+4", "HNSW32,IVF4,Flat", "RaBitQ0", "RaBitQ12",

@@ -98,7 +98,7 @@ wraps each softmax in ``Where(IsNaN(p), 0, p)`` as PyTorch's SDPA export does.
     for i in range(layers):
         p = f"l{i}"
 
-        def proj(name: str, inp: str) -> str:
+        def proj(name: str, inp: str, p: str = p) -> str:
             mm = node("MatMul", [inp, w(f"{p}.{name}.w", hidden, hidden)], f"{p}.{name}.mm")
             return node("Add", [mm, w(f"{p}.{name}.b", hidden, scale=0.02)], f"{p}.{name}")
 
@@ -124,7 +124,7 @@ wraps each softmax in ``Where(IsNaN(p), 0, p)`` as PyTorch's SDPA export does.
         ff = node("MatMul", [ff, w(f"{p}.ff2.w", 2 * hidden, hidden)], f"{p}.ff2")
         x = layer_norm(node("Add", [x, ff], f"{p}.res2"), f"{p}.ln2")
 
-    int_in = lambda n: helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])  # noqa: E731
+    int_in = lambda n: helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
     inputs = [int_in("input_ids"), int_in("attention_mask"), int_in("token_type_ids")]
     if pooled_output:
         node("ReduceMean", [x], "sentence_embedding", axes=[1], keepdims=0)

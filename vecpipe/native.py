@@ -135,7 +135,7 @@ def _flush_all() -> None:
         import ctypes
 
         ctypes.CDLL(None).fflush(None)
-    except Exception:  # no libc symbols (static or exotic platforms): C stderr is unbuffered anyway
+    except Exception:  # noqa: BLE001 - no libc symbols (static or exotic platforms): C stderr is unbuffered anyway
         pass
 
 

@@ -373,10 +373,7 @@ def id_forms(s: str) -> list[str]:
 
 
 def names_id(text: str, ident: str) -> bool:
-    for form in id_forms(ident):
-        if re.search(r"(?<![\w-])" + re.escape(form) + r"(?![\w-])", text):
-            return True
-    return False
+    return any(re.search(r"(?<![\w-])" + re.escape(form) + r"(?![\w-])", text) for form in id_forms(ident))
 
 
 _NOTE = re.compile(r"^(vecpipe: (?!error: )|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d vecpipe |\{\"time\": )")
@@ -517,7 +514,7 @@ class Shared:
             except SetupError as exc:
                 self._failed[name] = f"{name}: {exc}"
                 raise SetupError(self._failed[name]) from None
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._failed[name] = f"{name}: {type(exc).__name__}: {exc}"
                 raise SetupError(self._failed[name]) from None
             self._done[name] = self.dir / name if value is None else value
@@ -655,7 +652,7 @@ def classify(case: Case, res: Result, ctx: Ctx, before: dict, guard_before: dict
         return "error", f"reference failed: {exc}"
     except AssertionError as exc:
         return "silent_wrong", f"check failed: {exc}"
-    except Exception as exc:  # an unreadable result is a wrong result  # noqa: BLE001
+    except Exception as exc:  # an unreadable result is a wrong result
         return "silent_wrong", f"result unusable: {type(exc).__name__}: {str(exc)[:200]}"
     return "correct", ""
 
@@ -672,7 +669,7 @@ def run_case(case: Case, shared: Shared) -> Outcome:
         inv = case.setup(ctx)
     except SetupError as exc:
         return Outcome(case.id, case.cls, case.cmd, "error", f"setup: {exc}", time.monotonic() - t0)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return Outcome(case.id, case.cls, case.cmd, "error",
                        f"setup raised {type(exc).__name__}: {exc} :: {traceback.format_exc(limit=3)}",
                        time.monotonic() - t0)
@@ -682,7 +679,7 @@ def run_case(case: Case, shared: Shared) -> Outcome:
         res = _execute(case, inv, ctx)
         kind, reason = classify(case, res, ctx, before, guard_before)
         stderr = res.err
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         kind, reason, stderr = "error", f"harness raised {type(exc).__name__}: {exc}", ""
     finally:
         _make_removable(case_dir)

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 from enum import Enum
-from typing import Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.core
@@ -19,6 +19,12 @@ import typer.core
 from vecpipe import __version__
 from vecpipe.cli import _progress
 from vecpipe.errors import VecpipeError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+
+    from typer._click import Command, Context  # typer's own copy of click
 
 #: ``--debug`` seen on this command line (root option, any subcommand's option, or anywhere in argv).
 _debug = False
@@ -105,7 +111,7 @@ class _Group(typer.core.TyperGroup):
         for name, cmd in self.commands.items():
             _polish(name, cmd, debug)
 
-    def main(self, args=None, *rest, **kwargs):  # type: ignore[override,no-untyped-def]
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:
         # Before parsing, so that a usage error on this command line is already reported as it asks.
         global _debug
         argv = list(sys.argv[1:] if args is None else args)
@@ -114,13 +120,13 @@ class _Group(typer.core.TyperGroup):
         _progress.set_stage(None)
         return super().main(argv, *rest, **kwargs)
 
-    def resolve_command(self, ctx, args):  # type: ignore[override,no-untyped-def]
+    def resolve_command(self, ctx: Context, args: list[str]) -> tuple[str | None, Command | None, list[str]]:
         name, cmd, rest = super().resolve_command(ctx, args)
         if ctx.parent is None:
             _progress.set_stage(getattr(cmd, "name", None) or name)
         return name, cmd, rest
 
-    def invoke(self, ctx):  # type: ignore[override]
+    def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
         except typer.Exit:
@@ -210,15 +216,16 @@ class _LogFormat(str, Enum):
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
-    log_format: Optional[_LogFormat] = typer.Option(
-        None, "--log-format", help="What vecpipe writes on stderr: plain (vecpipe: notes and errors, timestamped "
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    log_format: Annotated[_LogFormat | None, typer.Option(
+        "--log-format", help="What vecpipe writes on stderr: plain (vecpipe: notes and errors, timestamped "
         "progress lines off a terminal) or json (one JSON object a line: time, level, event, stage, message, ...; "
         "every note, warning, error and progress line). Give it before the subcommand. Default: VECPIPE_LOG_FORMAT, "
         "else plain.", show_default=False,
-    ),
-    debug: bool = typer.Option(False, "--debug", callback=_debug_option,
-                               help="On an error, show the Python traceback (also VECPIPE_DEBUG=1)."),
+    )] = None,
+    debug: Annotated[bool, typer.Option("--debug", callback=_debug_option,
+                                        help="On an error, show the Python traceback (also VECPIPE_DEBUG=1).")] = False,
 ) -> None:
     """Unix-style utilities for embedding-based retrieval.
 
@@ -245,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
     try:
         rv = app(args=args, prog_name="vecpipe", standalone_mode=False)
-        code = rv if isinstance(rv, int) else 0
+        code: int | None = rv if isinstance(rv, int) else 0
     except typer.Exit as exc:
         code = exc.exit_code
     except (Exception, KeyboardInterrupt) as exc:  # parse errors and anything outside a subcommand
@@ -262,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
-def _is_usage_error(exc: Exception) -> bool:
+def _is_usage_error(exc: BaseException) -> bool:
     # typer carries a private copy of click; its UsageError family has an exit_code of 2 and show().
     return getattr(exc, "exit_code", None) == 2 and hasattr(exc, "show")
 
@@ -292,7 +299,7 @@ def _guard_standard_fds() -> None:
 
 
 def _terminate_cleanly() -> None:
-    def handler(signum, frame):
+    def handler(signum: int, frame: FrameType | None) -> None:
         raise Terminated()
 
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
@@ -23,25 +24,29 @@ from vecpipe import __version__
 from vecpipe.cli import app
 from vecpipe.cli import options as opts
 
+if TYPE_CHECKING:
+    from typer._click import Command, Parameter  # typer's own copy of click
+    from typer.core import TyperOption
+
 PROG = "vecpipe"
 
 
-def _root():
+def _root() -> Command:
     return typer.main.get_command(app)
 
 
-def _commands(group=None) -> list[tuple[str, object]]:
+def _commands(group: Command | None = None) -> list[tuple[str, Command]]:
     """(name, command) of a group's visible subcommands, sorted; the root's by default."""
     group = _root() if group is None else group
     cmds = getattr(group, "commands", None) or {}
     return [(name, cmds[name]) for name in sorted(cmds) if not cmds[name].hidden]
 
 
-def _is_group(cmd) -> bool:
+def _is_group(cmd: Command) -> bool:
     return bool(getattr(cmd, "commands", None))
 
 
-def _leaves() -> list[tuple[str, object]]:
+def _leaves() -> list[tuple[str, Command]]:
     """Every command that runs, by its path below vecpipe ("embed", "model export", ...)."""
     out = []
     for name, cmd in _commands():
@@ -52,22 +57,22 @@ def _leaves() -> list[tuple[str, object]]:
     return out
 
 
-def _options(cmd) -> list:
-    return [p for p in cmd.params if getattr(p, "param_type_name", "") == "option" and not p.hidden]
+def _options(cmd: Command) -> list:
+    return [p for p in cmd.params if getattr(p, "param_type_name", "") == "option" and not cast("TyperOption", p).hidden]
 
 
-def _arguments(cmd) -> list:
+def _arguments(cmd: Command) -> list:
     return [p for p in cmd.params if getattr(p, "param_type_name", "") == "argument"]
 
 
-def _choices(param) -> list[str]:
+def _choices(param: Parameter) -> list[str]:
     ann = opts.annotation(param)
     if isinstance(ann, type) and issubclass(ann, Enum):
         return [str(member.value) for member in ann]
     return []
 
 
-def _metavar(param) -> str:
+def _metavar(param: Parameter) -> str:
     ann = opts.annotation(param)
     names = {int: "N", float: "X", str: "TEXT"}
     if ann in names:
@@ -86,7 +91,7 @@ def _short(text: str | None) -> str:
     return text.rstrip(".")
 
 
-def _first_line(cmd) -> str:
+def _first_line(cmd: Command) -> str:
     text = (getattr(cmd, "help", None) or "").strip()
     return text.splitlines()[0] if text else ""
 
@@ -99,7 +104,7 @@ def _roff(text: str) -> str:
     return "\n".join(("\\&" + ln if ln.startswith((".", "'")) else ln) for ln in text.splitlines())
 
 
-def _help(cmd) -> str:
+def _help(cmd: Command) -> str:
     return (cmd.help or "").strip()
 
 
@@ -245,7 +250,7 @@ FILES: list[tuple[str, str]] = [
 ]
 
 
-def _arg_name(arg) -> str:
+def _arg_name(arg: Parameter) -> str:
     name = arg.metavar or arg.name.upper()
     return name + ("..." if arg.nargs != 1 and not name.endswith("...") else "")
 
@@ -275,7 +280,7 @@ def _common_sections(name: str | None) -> list[str]:
     return lines
 
 
-def _option_lines(cmd) -> list[str]:
+def _option_lines(cmd: Command) -> list[str]:
     lines = []
     for opt in _options(cmd):
         decl = ", ".join(opt.opts + opt.secondary_opts)
@@ -287,7 +292,7 @@ def _option_lines(cmd) -> list[str]:
     return lines
 
 
-def man_page(name: str | None, cmd) -> str:
+def man_page(name: str | None, cmd: Command) -> str:
     full = f"{PROG} {name}" if name else PROG
     title = f"{PROG}-{name}" if name else PROG
     lines = [
@@ -299,6 +304,7 @@ def man_page(name: str | None, cmd) -> str:
     if name and _is_group(cmd):
         lines.append(f".B {_roff(full)}\nCOMMAND [OPTIONS] [ARGS]")
     elif name:
+        args: str | list[Any]
         args = " ".join(f"[{_arg_name(a)}]" if not a.required else _arg_name(a) for a in _arguments(cmd))
         lines.append(f".B {_roff(full)}\n[OPTIONS] {_roff(args)}".rstrip())
     else:
@@ -342,12 +348,12 @@ def man_page(name: str | None, cmd) -> str:
 # ------------------------------------------------------------------------------------ completions
 
 
-def _value_options(cmd) -> list[tuple[object, str, list[str]]]:
+def _value_options(cmd: Command) -> list[tuple[TyperOption, str, list[str]]]:
     """(option, completion kind, words) for every option that takes a value."""
     return [(p, *opts.completion(p)) for p in _options(cmd) if not p.is_flag]
 
 
-def _argument_words(cmd) -> list[str]:
+def _argument_words(cmd: Command) -> list[str]:
     for arg in _arguments(cmd):
         if _choices(arg):
             return _choices(arg)
@@ -362,7 +368,7 @@ def _sh_words(words: list[str]) -> str:
     return " ".join(words).replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("`", "\\`")
 
 
-def _bash_leaf(out: list[str], path: str, cmd) -> None:
+def _bash_leaf(out: list[str], path: str, cmd: Command) -> None:
     out.append(f'        "{path}")')
     if _value_options(cmd):
         out.append('            case "$prev" in')
@@ -445,7 +451,7 @@ def bash_completion() -> str:
     ]
     for p in _root_options():
         if not p.is_flag:
-            kind, words = opts.completion(p)
+            _kind, words = opts.completion(p)
             out.append(f'                {"|".join(p.opts)}) _vecpipe_words "{_sh_words(words)}" "$cur"; return;;')
     out += [
         "            esac",
@@ -493,7 +499,7 @@ def _zsh_action(kind: str, words: list[str], label: str) -> str:
     return f":{label}: "
 
 
-def _zsh_option_specs(cmd) -> list[str]:
+def _zsh_option_specs(cmd: Command) -> list[str]:
     specs = []
     for p in _options(cmd):
         help_text = _zsh_escape(_short(p.help))
@@ -510,9 +516,9 @@ def _zsh_option_specs(cmd) -> list[str]:
     return specs
 
 
-def _zsh_group(out: list[str], func: str, group, title: str) -> None:
+def _zsh_group(out: list[str], func: str, group: Command, title: str) -> None:
     """One zsh function for a group (the root or a subcommand group): its options, then its commands."""
-    nested: list[tuple[str, object]] = []
+    nested: list[tuple[str, Command, str]] = []
     out += [f"{func}() {{", '    local curcontext="$curcontext" state line ret=1', "    local -a commands", "    commands=("]
     for name, cmd in _commands(group):
         out.append(f"        '{name}:{_zsh_escape(_short(_first_line(cmd)))}'")
@@ -557,7 +563,7 @@ def _fish_quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _fish_option(condition: str, p) -> str:
+def _fish_option(condition: str, p: TyperOption) -> str:
     longs = [o[2:] for o in p.opts + p.secondary_opts if o.startswith("--")]
     shorts = [o[1:] for o in p.opts + p.secondary_opts if o.startswith("-") and not o.startswith("--") and len(o) == 2]
     olds = [o[1:] for o in p.opts + p.secondary_opts if o.startswith("-") and not o.startswith("--") and len(o) > 2]
@@ -577,7 +583,7 @@ def _fish_option(condition: str, p) -> str:
     return " ".join(parts)
 
 
-def _fish_leaf(out: list[str], cond: str, cmd) -> None:
+def _fish_leaf(out: list[str], cond: str, cmd: Command) -> None:
     arg_words = _argument_words(cmd)
     if arg_words:
         out.append(f"complete -c vecpipe -n {_fish_quote(cond)} -x -a {_fish_quote(' '.join(arg_words))}")

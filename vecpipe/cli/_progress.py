@@ -11,21 +11,26 @@ from __future__ import annotations
 import os
 import re
 import sys
+from typing import TYPE_CHECKING, TextIO
 
 from vecpipe.pipeline.progress import LogProgress, Progress, json_line
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 class RichProgress(Progress):
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
 
         self._console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
         self._bar = Bar(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=self._console, transient=False,
         )
-        self._task = None
+        self._task: TaskID | None = None
         self._tokens = 0
 
     def start(self, label: str, total: int | None = None, unit: str = "rows") -> None:
@@ -43,6 +48,7 @@ class RichProgress(Progress):
         task = self._bar.tasks[0] if self._task is not None else None
         if task is None:
             return
+        assert self._task is not None  # else task is None
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         done = task.completed + n
         rate = f"{done / elapsed:.1f} {self._unit}/s"
@@ -171,7 +177,8 @@ def install_warning_hook() -> None:
     """Python warnings (from any library) become log lines too, so that JSON stderr stays JSON."""
     import warnings
 
-    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
         if log_format() == "json":
             log("warning", "warning", f"{category.__name__}: {message}", file=filename, line=lineno)
         else:

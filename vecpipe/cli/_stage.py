@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from vecpipe.pipeline.runner import Outcome, Stage
 
 
-def run_stage(stage: "Stage", force: bool = False, quiet: bool = False, device: str = "auto") -> "Outcome":
+def run_stage(stage: Stage, force: bool = False, quiet: bool = False, device: str = "auto") -> Outcome:
     """Run ``stage``: notes and progress on stderr (none with ``--quiet``), errors mapped by the CLI."""
     from vecpipe.cli._progress import note, reporter
     from vecpipe.pipeline.runner import Options, run

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,11 +14,15 @@ from vecpipe.cli._stage import run_stage, value
 @app.command("binarize")
 def binarize(
     vectors: o.InputArg = "-",
-    bits: Annotated[Optional[int], typer.Option("--bits", min=1, max=8, help="Bits per dimension: 1 = sign bits (Hamming search), 2..8 = residual binarization (asymmetric float scoring). Default: what --like records.", show_default=False)] = None,
+    bits: Annotated[int | None, typer.Option("--bits", min=1, max=8, help="Bits per dimension: 1 = sign bits (Hamming search), 2..8 = residual "
+                                                                          "binarization (asymmetric float scoring). Default: what --like records.",
+                                                                          show_default=False)] = None,
     center: Annotated[bool, typer.Option("--center", help="1-bit: threshold each dimension at the corpus mean instead of 0 (not with --like).")] = False,
-    like: Annotated[Optional[str], typer.Option("--like", help="Apply this artifact's thresholds/scales instead of learning them (binarize queries --like the corpus).", show_default=False)] = None,
+    like: Annotated[str | None, typer.Option("--like", help="Apply this artifact's thresholds/scales instead of learning them (binarize queries "
+                                                            "--like the corpus).", show_default=False)] = None,
     output: o.Output = None,
-    format: Annotated[Optional[o.TableFormat], typer.Option("--format", help="Output format (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
+    format: Annotated[o.TableFormat | None, typer.Option("--format", help="Output format (default: by extension; Arrow stream on "
+                                                                          "stdout).", show_default=False)] = None,
     allow_mismatch: o.AllowMismatch = False,
     force: o.Force = False,
     quiet: o.Quiet = False,

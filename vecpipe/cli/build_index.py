@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,12 +15,15 @@ from vecpipe.cli._stage import run_stage, value
 def build_index(
     vectors: o.InputArg = "-",
     output: Annotated[str, typer.Option("--output", "-o", help="The .vpi file to write.")] = ...,  # type: ignore[assignment]
-    spec: Annotated[str, typer.Option("--spec", help="faiss index_factory string: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ48, OPQ48,IVF1024,PQ48, SQ8, ...")] = "Flat",
-    metric: Annotated[Optional[o.Metric], typer.Option("--metric", help="ip, l2 or cos (default: what the vectors record).", show_default=False)] = None,
+    spec: Annotated[str, typer.Option("--spec", help="faiss index_factory string: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ48, OPQ48,IVF1024,PQ48, SQ8, "
+                                                     "...")] = "Flat",
+    metric: Annotated[o.Metric | None, typer.Option("--metric", help="ip, l2 or cos (default: what the vectors record).", show_default=False)] = None,
     train_size: Annotated[int, typer.Option("--train-size", min=1, max=o.INT_MAX, help="Vectors sampled to train IVF/PQ/OPQ.")] = 100_000,
     seed: Annotated[int, typer.Option("--seed", min=0, max=o.INT_MAX, help="Seed of the training sample.")] = 0,
-    nprobe: Annotated[Optional[int], typer.Option("--nprobe", min=1, max=o.INT_MAX, help="Default IVF lists searched, recorded in the index (32).", show_default=False)] = None,
-    ef_search: Annotated[Optional[int], typer.Option("--ef-search", min=1, max=o.INT_MAX, help="Default HNSW efSearch, recorded in the index (128).", show_default=False)] = None,
+    nprobe: Annotated[int | None, typer.Option("--nprobe", min=1, max=o.INT_MAX, help="Default IVF lists searched, recorded in the index "
+                                                                                      "(32).", show_default=False)] = None,
+    ef_search: Annotated[int | None, typer.Option("--ef-search", min=1, max=o.INT_MAX, help="Default HNSW efSearch, recorded in the index "
+                                                                                            "(128).", show_default=False)] = None,
     threads: o.Threads = None,
     no_compress: Annotated[bool, typer.Option("--no-compress", help="Store the index uncompressed (larger file, loads without decompression).")] = False,
     force: o.Force = False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,9 +25,12 @@ def embed(
     id_field: o.IdField = None,
     text_field: o.TextField = None,
     title_field: o.TitleField = None,
-    format: Annotated[Optional[o.TableFormat], typer.Option("--format", help="Output format (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="Embed only shard I of N (I/N, 0-based): blocks I, I+N, ... of the input; join shards with vecpipe merge.", show_default=False)] = None,
-    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed records (bad JSON, missing fields, unencodable text, duplicate ids) and list them on stderr.")] = False,
+    format: Annotated[o.TableFormat | None, typer.Option("--format", help="Output format (default: by extension; Arrow stream on "
+                                                                          "stdout).", show_default=False)] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="Embed only shard I of N (I/N, 0-based): blocks I, I+N, ... of the input; join shards "
+                                                              "with vecpipe merge.", show_default=False)] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed records (bad JSON, missing fields, unencodable text, duplicate ids) "
+                                                              "and list them on stderr.")] = False,
     no_checkpoint: Annotated[bool, typer.Option("--no-checkpoint", help="Do not keep finished blocks beside the output for resuming after a kill.")] = False,
     force: o.Force = False,
     quiet: o.Quiet = False,

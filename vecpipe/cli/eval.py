@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,10 +22,13 @@ class EvalFormat(str, Enum):
 def eval_(
     run: Annotated[str, typer.Argument(help="Run: Arrow stream/file, Parquet or TREC text; '-' for stdin.")] = "-",
     qrels: Annotated[str, typer.Option("--qrels", help="Qrels: BEIR TSV (with header), TREC qrels or Parquet.")] = ...,  # type: ignore[assignment]
-    measure: Annotated[Optional[list[str]], typer.Option("--measure", "-m", help="Measure in ir_measures notation (repeatable): nDCG@10, R@100, RR@10, AP, P@10, Judged@10. Default: nDCG@10 R@100 RR@10 AP.", show_default=False)] = None,
-    format: Annotated[Optional[EvalFormat], typer.Option("--format", help="table (default on a terminal), tsv (default otherwise) or json.", show_default=False)] = None,
+    measure: Annotated[list[str] | None, typer.Option("--measure", "-m", help="Measure in ir_measures notation (repeatable): nDCG@10, R@100, RR@10, "
+                                                                              "AP, P@10, Judged@10. Default: nDCG@10 R@100 RR@10 AP.",
+                                                                              show_default=False)] = None,
+    format: Annotated[EvalFormat | None, typer.Option("--format", help="table (default on a terminal), tsv (default otherwise) or "
+                                                                       "json.", show_default=False)] = None,
     per_query: Annotated[bool, typer.Option("--per-query", help="One value per query and measure, then the means (as trec_eval -q).")] = False,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the metrics to this file instead of stdout.", show_default=False)] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the metrics to this file instead of stdout.", show_default=False)] = None,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:

@@ -21,8 +21,11 @@ class InspectFormat(str, Enum):
 def inspect(
     path: o.InputArg = "-",
     format: Annotated[InspectFormat, typer.Option("--format", help="text or json.")] = InspectFormat.text,
+    system: Annotated[bool, typer.Option("--system", help="Describe this machine instead: the model runtime "
+                                         "(onnxruntime or onnxruntime-gpu) and its usable providers, faiss, the CPU's "
+                                         "SIMD features, the extras installed.")] = False,
 ) -> None:
     """Show an artifact's format, kind, schema, row count and vecpipe metadata (vectors, runs, qrels, .vpi, text)."""
     from vecpipe.stages.inspect import Inspect
 
-    run_stage(Inspect(path=path, format=format.value))
+    run_stage(Inspect(path=path, format=format.value, system=system))

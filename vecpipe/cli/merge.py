@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,8 @@ from vecpipe.cli._stage import run_stage, value
 def merge(
     shards: Annotated[list[str], typer.Argument(help="Shard files written by vecpipe embed --shard I/N, in any order.")],
     output: o.Output = None,
-    format: Annotated[Optional[o.TableFormat], typer.Option("--format", help="Output format (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
+    format: Annotated[o.TableFormat | None, typer.Option("--format", help="Output format (default: by extension; Arrow stream on "
+                                                                          "stdout).", show_default=False)] = None,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -38,7 +38,7 @@ def export(
         metavar="NAME_OR_DIR", show_default=False,
         help="A Hugging Face hub id such as BAAI/bge-small-en-v1.5 (needs the hub) or a local "
              "sentence-transformers model directory.")],
-    name: Annotated[Optional[str], typer.Option(
+    name: Annotated[str | None, typer.Option(
         "--name", show_default=False,
         help="Name in the cache, used with --model (default: the hub id, or the directory's name).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Export again even if NAME is already in the cache.")] = False,
@@ -67,7 +67,7 @@ def export(
         f"use it with --model {result.name}")
 
 
-def _yes_no(value: Optional[bool]) -> str:
+def _yes_no(value: bool | None) -> str:
     return "?" if value is None else ("yes" if value else "no")
 
 

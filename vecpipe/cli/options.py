@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path, PurePath
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -91,31 +91,33 @@ OUTPUT_HELP: dict[str, str] = {
 }
 
 Output = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--output", "-o", help=_table_output_help(registry.VECTORS), show_default=False),
 ]
 InputArg = Annotated[str, typer.Argument(help="Input file, or '-' for stdin.", show_default=True)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, notes or warnings on stderr; errors still show.")]
-Threads = Annotated[Optional[int], typer.Option("--threads", min=1, max=4096, help="CPU threads (default: all cores).", show_default=False)]
+Threads = Annotated[int | None, typer.Option("--threads", min=1, max=4096, help="CPU threads (default: all cores).", show_default=False)]
 ModelDir = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--model", help="ONNX model directory (model.onnx + tokenizer.json), or the name of a model exported with "
                  "vecpipe model export; default: all-MiniLM-L6-v2 int8.", show_default=False),
 ]
-PoolingOpt = Annotated[Optional[Pooling], typer.Option("--pooling", help="Pooling (default: from the model's config, else mean).", show_default=False)]
-MaxLength = Annotated[Optional[int], typer.Option("--max-length", min=1, max=INT_MAX, help="Max tokens per text (default: from the model's config).", show_default=False)]
+PoolingOpt = Annotated[Pooling | None, typer.Option("--pooling", help="Pooling (default: from the model's config, else mean).", show_default=False)]
+MaxLength = Annotated[int | None, typer.Option("--max-length", min=1, max=INT_MAX, help="Max tokens per text (default: from the model's "
+                                                                                        "config).", show_default=False)]
 Prefix = Annotated[str, typer.Option("--prefix", help="Text prepended to every input, e.g. 'query: ' for E5-style models.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where the model runs: auto picks cuda when onnxruntime's CUDA provider is installed.")]
 EmbedBatch = Annotated[int, typer.Option("--batch-size", min=1, max=INT_MAX, help="Max texts per model batch.")]
-IdField = Annotated[Optional[str], typer.Option("--id-field", help="JSONL/Parquet field holding the id (default: _id or id).", show_default=False)]
-TextField = Annotated[Optional[str], typer.Option("--text-field", help="Field holding the text (default: text).", show_default=False)]
-TitleField = Annotated[Optional[str], typer.Option("--title-field", help="Field joined before the text with a space (default: title, when present).", show_default=False)]
+IdField = Annotated[str | None, typer.Option("--id-field", help="JSONL/Parquet field holding the id (default: _id or id).", show_default=False)]
+TextField = Annotated[str | None, typer.Option("--text-field", help="Field holding the text (default: text).", show_default=False)]
+TitleField = Annotated[str | None, typer.Option("--title-field", help="Field joined before the text with a space (default: title, when "
+                                                                      "present).", show_default=False)]
 Force = Annotated[bool, typer.Option("--force", help="Rebuild even if the output is up to date.")]
 AllowMismatch = Annotated[bool, typer.Option(
     "--allow-mismatch", help="Combine vector sets whose metadata says they come from different models, poolings, "
     "normalisations or calibrations (refused by default).")]
-TrainSize = Annotated[Optional[int], typer.Option("--train-size", min=1, max=INT_MAX, help="Vectors sampled for training (default 100000).", show_default=False)]
-Seed = Annotated[Optional[int], typer.Option("--seed", min=0, max=INT_MAX, help="Seed of the training sample and k-means (default 0).", show_default=False)]
+TrainSize = Annotated[int | None, typer.Option("--train-size", min=1, max=INT_MAX, help="Vectors sampled for training (default 100000).", show_default=False)]
+Seed = Annotated[int | None, typer.Option("--seed", min=0, max=INT_MAX, help="Seed of the training sample and k-means (default 0).", show_default=False)]
 
 
 # ------------------------------------------------------------------ placeholders and completion

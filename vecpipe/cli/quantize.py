@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,15 +23,24 @@ class QuantizeTo(str, Enum):
 @app.command("quantize")
 def quantize(
     vectors: o.InputArg = "-",
-    to: Annotated[Optional[QuantizeTo], typer.Option("--to", help="int8/uint8 (per-dimension ranges calibrated on the input), fp16, pq (product quantizer), or float32 (truncation only). Default: what --like records.", show_default=False)] = None,
-    like: Annotated[Optional[str], typer.Option("--like", help="Apply this artifact's calibration (ranges, codebooks) instead of learning it: quantize queries --like the corpus artifact.", show_default=False)] = None,
-    dim: Annotated[Optional[int], typer.Option("--dim", min=1, max=o.INT_MAX, help="Keep the first N dimensions (Matryoshka truncation) and renormalise.", show_default=False)] = None,
-    m: Annotated[Optional[int], typer.Option("--m", min=1, max=o.INT_MAX, help="PQ sub-quantizers; must divide the dimension (default: dim/8). --to pq only.", show_default=False)] = None,
-    nbits: Annotated[Optional[int], typer.Option("--nbits", min=1, max=16, help="PQ bits per sub-quantizer (default 8). --to pq only.", show_default=False)] = None,
-    train_size: Annotated[Optional[int], typer.Option("--train-size", min=1, max=o.INT_MAX, help="Vectors sampled to train the PQ codebooks (default 100000). --to pq only.", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=o.INT_MAX, help="Seed of the PQ training sample and k-means (default 0). --to pq only.", show_default=False)] = None,
+    to: Annotated[QuantizeTo | None, typer.Option("--to", help="int8/uint8 (per-dimension ranges calibrated on the input), fp16, pq (product "
+                                                               "quantizer), or float32 (truncation only). Default: what --like records.",
+                                                               show_default=False)] = None,
+    like: Annotated[str | None, typer.Option("--like", help="Apply this artifact's calibration (ranges, codebooks) instead of learning it: quantize "
+                                                            "queries --like the corpus artifact.", show_default=False)] = None,
+    dim: Annotated[int | None, typer.Option("--dim", min=1, max=o.INT_MAX, help="Keep the first N dimensions (Matryoshka truncation) and "
+                                                                                "renormalise.", show_default=False)] = None,
+    m: Annotated[int | None, typer.Option("--m", min=1, max=o.INT_MAX, help="PQ sub-quantizers; must divide the dimension (default: dim/8). --to pq "
+                                                                            "only.", show_default=False)] = None,
+    nbits: Annotated[int | None, typer.Option("--nbits", min=1, max=16, help="PQ bits per sub-quantizer (default 8). --to pq "
+                                                                             "only.", show_default=False)] = None,
+    train_size: Annotated[int | None, typer.Option("--train-size", min=1, max=o.INT_MAX, help="Vectors sampled to train the PQ codebooks (default "
+                                                                                              "100000). --to pq only.", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, max=o.INT_MAX, help="Seed of the PQ training sample and k-means (default 0). --to pq "
+                                                                                  "only.", show_default=False)] = None,
     output: o.Output = None,
-    format: Annotated[Optional[o.TableFormat], typer.Option("--format", help="Output format (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
+    format: Annotated[o.TableFormat | None, typer.Option("--format", help="Output format (default: by extension; Arrow stream on "
+                                                                          "stdout).", show_default=False)] = None,
     allow_mismatch: o.AllowMismatch = False,
     force: o.Force = False,
     quiet: o.Quiet = False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,10 +17,11 @@ def rerank(
     vectors: Annotated[str, typer.Option("--vectors", help="Full-precision document vectors (Arrow file or Parquet); only the candidate rows are read.")] = ...,  # type: ignore[assignment]
     queries: Annotated[str, typer.Option("--queries", help="Float query vectors (from vecpipe embed).")] = ...,  # type: ignore[assignment]
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=o.INT_MAX, help="Results kept per query.")] = 100,
-    metric: Annotated[Optional[o.FloatMetric], typer.Option("--metric", help="ip, l2 or cos (default: what the vectors record).", show_default=False)] = None,
+    metric: Annotated[o.FloatMetric | None, typer.Option("--metric", help="ip, l2 or cos (default: what the vectors record).", show_default=False)] = None,
     allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Drop run rows whose docid (or qid) has no vector instead of failing.")] = False,
     output: o.Output = None,
-    format: Annotated[Optional[o.RunFormat], typer.Option("--format", help="arrow, parquet, trec text or msmarco (qid, docid, rank TSV) (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
+    format: Annotated[o.RunFormat | None, typer.Option("--format", help="arrow, parquet, trec text or msmarco (qid, docid, rank TSV) (default: by "
+                                                                        "extension; Arrow stream on stdout).", show_default=False)] = None,
     tag: Annotated[str, typer.Option("--tag", help="Run tag in TREC output.")] = "vecpipe",
     allow_mismatch: o.AllowMismatch = False,
     force: o.Force = False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,13 +17,18 @@ def search(
     index: Annotated[str, typer.Option("--index", "-i", help="The .vpi index to search.")] = ...,  # type: ignore[assignment]
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=o.INT_MAX, help="Results per query.")] = 100,
     output: o.Output = None,
-    format: Annotated[Optional[o.RunFormat], typer.Option("--format", help="arrow, parquet, trec text or msmarco (qid, docid, rank TSV) (default: by extension; Arrow stream on stdout).", show_default=False)] = None,
+    format: Annotated[o.RunFormat | None, typer.Option("--format", help="arrow, parquet, trec text or msmarco (qid, docid, rank TSV) (default: by "
+                                                                        "extension; Arrow stream on stdout).", show_default=False)] = None,
     tag: Annotated[str, typer.Option("--tag", help="Run tag in TREC output.")] = "vecpipe",
-    nprobe: Annotated[Optional[int], typer.Option("--nprobe", min=1, max=o.INT_MAX, help="IVF lists searched (default: recorded in the index; IVF indexes only).", show_default=False)] = None,
-    ef_search: Annotated[Optional[int], typer.Option("--ef-search", min=1, max=o.INT_MAX, help="HNSW efSearch (default: recorded in the index; HNSW indexes only).", show_default=False)] = None,
+    nprobe: Annotated[int | None, typer.Option("--nprobe", min=1, max=o.INT_MAX, help="IVF lists searched (default: recorded in the index; IVF "
+                                                                                      "indexes only).", show_default=False)] = None,
+    ef_search: Annotated[int | None, typer.Option("--ef-search", min=1, max=o.INT_MAX, help="HNSW efSearch (default: recorded in the index; HNSW "
+                                                                                            "indexes only).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=o.INT_MAX, help="Queries searched per batch.")] = 1024,
-    rescore: Annotated[Optional[str], typer.Option("--rescore", help="Full-precision vectors file: fetch k x --rescore-multiplier candidates, rescore them exactly, keep k.", show_default=False)] = None,
-    rescore_multiplier: Annotated[Optional[int], typer.Option("--rescore-multiplier", min=1, max=o.INT_MAX, help="Candidates fetched per result kept, with --rescore (default 4).", show_default=False)] = None,
+    rescore: Annotated[str | None, typer.Option("--rescore", help="Full-precision vectors file: fetch k x --rescore-multiplier candidates, rescore "
+                                                                  "them exactly, keep k.", show_default=False)] = None,
+    rescore_multiplier: Annotated[int | None, typer.Option("--rescore-multiplier", min=1, max=o.INT_MAX, help="Candidates fetched per result kept, "
+        "with --rescore (default 4).", show_default=False)] = None,
     threads: o.Threads = None,
     model: o.ModelDir = None,
     prefix: o.Prefix = "",

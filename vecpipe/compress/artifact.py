@@ -11,8 +11,9 @@ It is stored in the ``compression`` entry of the output's ``vecpipe`` metadata, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -145,7 +146,8 @@ def quantize(vecs: Vectors, to: str | None = None, like: dict[str, Any] | None =
                 raise UsageError(f"--nbits {nbits} is outside 1..16")
             train = _sample(matrix, train_size, seed)
             if len(train) < (1 << nbits):
-                raise UsageError(f"{vecs.name}: {len(train)} training vectors cannot train {1 << nbits} centroids (--nbits {nbits}); use fewer --nbits or more vectors")
+                raise UsageError(f"{vecs.name}: {len(train)} training vectors cannot train {1 << nbits} centroids (--nbits {nbits}); use fewer "
+                                 f"--nbits or more vectors")
             if on_progress:
                 on_progress(f"training PQ m={m} nbits={nbits} on {len(train)} vectors")
             params = codecs.pq_train(train, m, nbits, seed)

@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vecpipe.metric import l2_normalize
 from vecpipe.native import captured_native_stderr
+
+if TYPE_CHECKING:
+    import faiss
 
 SCALAR = ("int8", "uint8")
 
@@ -101,7 +105,7 @@ def pq_train(matrix: np.ndarray, m: int, nbits: int, seed: int) -> dict[str, Any
             "centroids": base64.b64encode(raw).decode("ascii"), "centroids_sha256": hashlib.sha256(raw).hexdigest()}
 
 
-def pq_object(params: dict[str, Any], dim: int):
+def pq_object(params: dict[str, Any], dim: int) -> faiss.ProductQuantizer:
     import faiss
 
     pq = faiss.ProductQuantizer(dim, int(params["m"]), int(params["nbits"]))
@@ -118,7 +122,8 @@ def pq_encode(matrix: np.ndarray, params: dict[str, Any], dim: int) -> np.ndarra
 
 
 def pq_decode(codes: np.ndarray, params: dict[str, Any], dim: int) -> np.ndarray:
-    pq = pq_object(params, dim)
+    # faiss's stub gives ProductQuantizer the SWIG decode(code, x); Quantizer's is the Python wrapper it has
+    pq: faiss.Quantizer = pq_object(params, dim)
     return pq.decode(np.ascontiguousarray(codes, dtype=np.uint8))
 
 

@@ -12,7 +12,6 @@ the default model's weights package) happen when an encoder is loaded.
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
 
 from vecpipe.encode.base import Encoder, ProgressFn
 from vecpipe.encode.model import DEFAULT_NAME, DEFAULT_SHA256, ModelSpec, resolve_model
@@ -29,17 +28,17 @@ __all__ = [
 
 
 def load_encoder(
-    model: Union[str, "os.PathLike[str]", None] = None,
-    pooling: Optional[str] = None,
-    max_length: Optional[int] = None,
+    model: str | os.PathLike[str] | None = None,
+    pooling: str | None = None,
+    max_length: int | None = None,
     prefix: str = "",
     batch_size: int = 32,
-    threads: Optional[int] = None,
+    threads: int | None = None,
     device: str = "auto",
-    normalize: Optional[bool] = None,
+    normalize: bool | None = None,
     *,
-    max_batch_tokens: Optional[int] = None,
-    window: Optional[int] = None,
+    max_batch_tokens: int | None = None,
+    window: int | None = None,
 ) -> Encoder:
     """Resolve, verify and open a model.
 
@@ -56,7 +55,7 @@ def load_encoder(
     Raises :class:`vecpipe.errors.ModelError` (missing/corrupt files, no CUDA provider) and
     :class:`vecpipe.errors.UsageError` (bad option values).
     """
-    from vecpipe.encode.onnx import OnnxEncoder  # noqa: PLC0415
+    from vecpipe.encode.onnx import OnnxEncoder
 
     spec = resolve_model(model)
     return OnnxEncoder(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,10 +44,10 @@ class Encoder(ABC):
             return arr
         return np.zeros((0, self.dim), dtype=np.float32)  # pragma: no cover
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release the runtime session (optional; garbage collection does it too)."""
 
-    def __enter__(self) -> "Encoder":
+    def __enter__(self) -> Encoder:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -36,9 +36,10 @@ import os
 import secrets
 import shutil
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from vecpipe import __version__
 from vecpipe.encode.model import (
@@ -207,16 +208,16 @@ def _first_line(exc: BaseException) -> str:
 def require_extra() -> None:
     """Import the ``[export]`` extra's packages, or raise :class:`ExtraMissing` (one line)."""
     try:
-        import torch  # noqa: F401,PLC0415
-        import sentence_transformers  # noqa: F401,PLC0415
-        import onnxscript  # noqa: F401,PLC0415  (torch.onnx.export's exporter)
+        import onnxscript  # noqa: F401  (torch.onnx.export's exporter)
+        import sentence_transformers  # noqa: F401
+        import torch  # noqa: F401
     except ImportError as exc:
         missing = exc.name or _first_line(exc)
         raise ExtraMissing(
             f"vecpipe model export needs the optional [export] extra ({missing} is not installed); "
             f"install it with: {EXPORT_EXTRA_INSTALL}"
         ) from None
-    except Exception as exc:  # a broken install: torch's native libraries, version clashes
+    except Exception as exc:  # noqa: BLE001 - a broken install: torch's native libraries, version clashes
         raise ExtraMissing(
             f"vecpipe model export: the [export] extra does not import ({type(exc).__name__}: "
             f"{_first_line(exc)}); reinstall it with: {EXPORT_EXTRA_INSTALL}"
@@ -227,8 +228,8 @@ def require_extra() -> None:
 def _quiet(verbose: bool) -> Iterator[None]:
     """Keep the exporters' prints off stdout (stdout carries data only) and their warnings, log lines
     and progress bars off stderr, unless ``verbose`` (then everything goes to stderr)."""
-    import logging  # noqa: PLC0415
-    import warnings  # noqa: PLC0415
+    import logging
+    import warnings
 
     sink = sys.stderr if verbose or sys.stderr is None else io.StringIO()
     loggers = [logging.getLogger(n) for n in ("torch", "torch.onnx", "transformers", "sentence_transformers",
@@ -323,7 +324,7 @@ def _lowercases(tok: Any) -> bool:
 def _tokenizer_json(transformer: Any, source: str) -> Any:
     """The fast tokenizer as vecpipe will load it: no fixed padding or truncation (vecpipe pads per
     batch and truncates at its max length), lowercasing made explicit when the module asks for it."""
-    from tokenizers import Tokenizer, normalizers  # noqa: PLC0415
+    from tokenizers import Tokenizer, normalizers
 
     backend = getattr(getattr(transformer, "tokenizer", None), "backend_tokenizer", None)
     if backend is None:
@@ -338,7 +339,7 @@ def _tokenizer_json(transformer: Any, source: str) -> Any:
 
 
 def _graph_module(hf: Any, in_graph: list[Any]) -> Any:
-    import torch  # noqa: PLC0415
+    import torch
 
     class Graph(torch.nn.Module):
         """input ids, mask (and token types) to token embeddings, or through pooling to sentence embeddings."""
@@ -368,7 +369,7 @@ def _export_onnx(graph: Any, feed: dict[str, Any], names: list[str], output: str
                  external: bool) -> str:
     """Write ``path`` with torch.onnx.export (the torch.export-based exporter; the TorchScript one when
     that fails); returns which one."""
-    import torch  # noqa: PLC0415
+    import torch
 
     dyn = torch.export.Dim.DYNAMIC
     try:
@@ -379,7 +380,7 @@ def _export_onnx(graph: Any, feed: dict[str, Any], names: list[str], output: str
             )
         program.save(str(path), external_data=external)
         return "torch.onnx.export (dynamo)"
-    except Exception as exc:  # some architectures do not go through torch.export: try the old exporter
+    except Exception as exc:  # noqa: BLE001 - some architectures do not go through torch.export: try the old exporter
         first = exc
         for leftover in path.parent.glob(path.name + "*"):
             leftover.unlink()
@@ -390,7 +391,7 @@ def _export_onnx(graph: Any, feed: dict[str, Any], names: list[str], output: str
             torch.onnx.export(graph, tuple(feed[n] for n in names), str(path), dynamo=False,
                               input_names=names, output_names=[output], dynamic_axes=axes, opset_version=17)
         return "torch.onnx.export (TorchScript)"
-    except Exception:
+    except Exception:  # noqa: BLE001 - a library boundary: any failure becomes one line
         raise ModelError(f"torch.onnx.export failed: {_first_line(first)}") from None
 
 
@@ -401,9 +402,9 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _check(directory: Path, st: Any, normalize: bool, texts: list[str]) -> float:
     """Lowest cosine between vecpipe's encoder on ``directory`` and ``st.encode`` over ``texts``."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
-    from vecpipe.encode import load_encoder  # noqa: PLC0415
+    from vecpipe.encode import load_encoder
 
     encoder = load_encoder(str(directory), normalize=normalize, device="cpu", threads=min(4, os.cpu_count() or 1))
     try:
@@ -423,7 +424,7 @@ def _check(directory: Path, st: Any, normalize: bool, texts: list[str]) -> float
 
 
 def _versions() -> dict[str, str]:
-    from importlib import metadata  # noqa: PLC0415
+    from importlib import metadata
 
     out = {"vecpipe": __version__}
     for dist in ("torch", "transformers", "sentence-transformers", "onnxscript", "onnx"):
@@ -436,16 +437,16 @@ def _versions() -> dict[str, str]:
 
 def _build(tmp: Path, source: str, name: str, local: bool, note: Note, verbose: bool) -> dict[str, Any]:
     """Export ``source`` into the empty directory ``tmp``; returns the manifest written there."""
-    import inspect  # noqa: PLC0415
+    import inspect
 
-    import torch  # noqa: PLC0415
-    from sentence_transformers import SentenceTransformer  # noqa: PLC0415
+    import torch
+    from sentence_transformers import SentenceTransformer
 
     note(f"loading {source} with sentence-transformers")
     with _quiet(verbose):
         try:
             st = SentenceTransformer(str(Path(source).expanduser()) if local else source, device="cpu")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a library boundary: any failure becomes one line
             where = "" if local else " (a Hugging Face hub id: this needs the hub, or a local copy of the model)"
             raise ModelError(f"{source}: cannot load it as a sentence-transformers model{where}: "
                              f"{_first_line(exc)}") from None
@@ -630,7 +631,7 @@ def export_model(
         return _up_to_date(name, target)
     require_extra()
 
-    from vecpipe.formats.targets import exclusive_lock  # noqa: PLC0415
+    from vecpipe.formats.targets import exclusive_lock
 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

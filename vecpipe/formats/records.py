@@ -11,9 +11,9 @@ refused by name; so are vectors (Arrow/Parquet with an embedding column, .npy, .
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -80,7 +80,7 @@ def _unencodable(text: str) -> str | None:
 SkipFn = Callable[[str, str], None]
 
 
-def read_records(path: "str | Path | sniff.Input", fields: Fields = Fields(), batch_size: int = 1024,
+def read_records(path: str | Path | sniff.Input, fields: Fields = Fields(), batch_size: int = 1024,
                  opened: tuple | None = None, skip_bad: SkipFn | None = None) -> Iterator[pa.RecordBatch]:
     """Yield record batches (``id``, ``text``) in input order; refuse malformed, empty or duplicate input.
 
@@ -142,8 +142,10 @@ def _batch(ids: list[str], texts: list[str]) -> pa.RecordBatch:
 def _jsonl_record(line: str, fields: Fields) -> tuple[str, str]:
     try:
         rec = json.loads(line)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise _Bad(f"malformed JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise _Bad(f"unreadable JSON ({str(exc).splitlines()[0][:200]}); fix or remove the line") from None
     if not isinstance(rec, dict):
         raise _Bad(f"expected a JSON object per line, got {type(rec).__name__}")
     id_key = _pick(rec, fields.id, ID_FIELDS)
@@ -238,6 +240,7 @@ def _tsv_pairs(inp: sniff.Input, skip_bad: SkipFn | None) -> Iterator[tuple[str,
         if lineno == 1 and sep and rid.strip().lower() in _TSV_HEADER_IDS:
             continue  # a header line
         rid = rid.strip()
+        problem: str | None
         if not sep:
             problem = "expected 'id<TAB>text' (TSV) or a JSON object; no tab found on this line"
         elif not rid:
@@ -269,7 +272,7 @@ def corrupt_error(name: str, fmt: str, exc: BaseException, where: str = "") -> I
     return InputError(f"{name}: unreadable {fmt} data{where} ({_first_line(exc)}); the file may be truncated or corrupt")
 
 
-def guarded_batches(batches, name: str, fmt: str):
+def guarded_batches(batches: Iterable[pa.RecordBatch], name: str, fmt: str) -> Iterator[pa.RecordBatch]:
     rows = 0
     try:
         for batch in batches:
@@ -282,7 +285,7 @@ def guarded_batches(batches, name: str, fmt: str):
         raise corrupt_error(name, fmt, exc, f" after row {rows}") from None
 
 
-def open_arrow_batches(inp: sniff.Input, batch_size: int = 65536, columns: list[str] | None = None):
+def open_arrow_batches(inp: sniff.Input, batch_size: int = 65536, columns: list[str] | None = None) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """(schema, batch iterator) of an Arrow stream, Arrow file or Parquet input.
 
     The schema is decoded up front and the batches are read lazily; anything pyarrow raises on a
@@ -369,6 +372,7 @@ def _read_arrow(inp: sniff.Input, fields: Fields, batch_size: int, opened: tuple
             title_values = batch.column(names.index(title_col)).to_pylist() if title_col else None
             ids, texts = [], []
             for j, (rid, text) in enumerate(zip(id_values, text_values)):
+                problem: str | None
                 if rid is None or rid == "":
                     problem = "empty id"
                 elif not isinstance(text, str):

@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -162,7 +163,7 @@ def _read_msmarco(data: bytes, name: str) -> pa.Table:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        line: int | str = data[: exc.start].count(b"\n") + 1
         raise InputError(f"{name}: line {line}: not UTF-8 text; give an MS MARCO run 'qid<TAB>docid<TAB>rank'") from None
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -232,7 +233,7 @@ def _read_trec_slow(data: bytes, name: str) -> pa.Table:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        line: int | str = data[: exc.start].count(b"\n") + 1
         raise InputError(f"{name}: line {line}: not UTF-8 text; give a TREC run 'qid Q0 docid rank score tag' or an Arrow/Parquet run") from None
     for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()

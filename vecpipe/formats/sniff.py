@@ -30,11 +30,15 @@ import shutil
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 from vecpipe.errors import InputError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 PARQUET = "parquet"
 ARROW_FILE = "arrow-file"
@@ -107,7 +111,7 @@ def _gunzip(stream: BinaryIO) -> BinaryIO:
 def _unzstd(stream: BinaryIO) -> BinaryIO:
     import zstandard
 
-    return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)  # type: ignore[return-value]
+    return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
 
 
 @dataclass(frozen=True)
@@ -306,7 +310,7 @@ def _stdin() -> BinaryIO:
     if sys.stdin is None:
         raise InputError("<stdin>: standard input is closed; give an input file")
     raw = sys.stdin.buffer
-    return raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    return raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, raw))
 
 
 class _Decompressed(io.RawIOBase):
@@ -318,16 +322,17 @@ class _Decompressed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def,override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = cast("memoryview | bytearray", buffer)  # from io.BufferedReader / RawIOBase.read
         try:
-            data = self._inner.read(len(buffer))
+            data = self._inner.read(len(view))
         except InputError:
             raise
-        except Exception as exc:  # gzip: OSError/EOFError; zstandard: ZstdError
+        except Exception as exc:  # noqa: BLE001 - gzip: OSError/EOFError; zstandard: ZstdError
             raise InputError(f"{self._name}: damaged or truncated {self._codec} data ({exc}); "
                              "recompress it or give the plain file") from None
         n = len(data)
-        buffer[:n] = data
+        view[:n] = data
         return n
 
 
@@ -356,7 +361,7 @@ class Input:
             self._closers.append(raw)
             self.regular = stat.S_ISREG(os.fstat(raw.fileno()).st_mode)
             if not self.regular:
-                raw = io.BufferedReader(raw)  # type: ignore[arg-type]
+                raw = io.BufferedReader(raw)
         self.stream: BinaryIO = raw
         head = self._peek(HEAD_BYTES)
         codec = compression_of(head)
@@ -410,7 +415,7 @@ class Input:
                 self._copy(fh)
         return self._spooled
 
-    def _copy(self, dest: BinaryIO) -> None:
+    def _copy(self, dest: IO[bytes]) -> None:
         try:
             shutil.copyfileobj(self.stream, dest, 1 << 20)
         except (OSError, EOFError) as exc:
@@ -424,7 +429,7 @@ class Input:
             self._spooled.unlink(missing_ok=True)
             self._spooled = None
 
-    def __enter__(self) -> "Input":
+    def __enter__(self) -> Input:
         return self
 
     def __exit__(self, *exc: object) -> None:

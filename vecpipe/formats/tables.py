@@ -12,14 +12,15 @@ from __future__ import annotations
 import contextlib
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from vecpipe.errors import InputError, UsageError
+from vecpipe.errors import UsageError
 
 ARROW = "arrow"  # IPC stream (stdout) / IPC file (.arrow)
 PARQUET = "parquet"
@@ -69,6 +70,7 @@ class TableSink(Sink):
                 raise UsageError(f"--format {fmt} cannot be written to stdout; give -o FILE")
             self._writer = ipc.new_stream(sys.stdout.buffer, schema)
         else:
+            assert dest is not None  # self._stdout is (dest is None)
             where: Any = str(dest)
             if not _regular_or_new(dest):  # a FIFO or a device: no seeking, so count the position ourselves
                 self._stream = _Sequential(open(dest, "wb", buffering=0))
@@ -107,7 +109,7 @@ class TableSink(Sink):
         else:
             self._write_batch(batch, custom_metadata)
 
-    _stream: "_Sequential | None" = None
+    _stream: _Sequential | None = None
 
     def close(self) -> None:
         self._writer.close()

@@ -27,9 +27,10 @@ import os
 import secrets
 import stat
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
 
 from vecpipe.errors import InputError
 

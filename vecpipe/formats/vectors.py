@@ -37,9 +37,10 @@ import io
 import mmap
 import os
 import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
@@ -235,7 +236,7 @@ def has_vectors(schema: pa.Schema) -> bool:
     return any(col in schema.names for col in VECTOR_COLUMNS)
 
 
-def iter_vectors(path: "str | Path | sniff.Input", batch_size: int = 65536,
+def iter_vectors(path: str | Path | sniff.Input, batch_size: int = 65536,
                  unique: bool = True) -> Iterator[tuple[pa.Array, np.ndarray, dict]]:
     """Stream checked (ids, matrix, meta) batches from a vectors file or stdin."""
     inp = path if isinstance(path, sniff.Input) else sniff.Input(path)
@@ -286,13 +287,14 @@ def vectors_from_arrow(name: str, schema: pa.Schema, batches: Any,
         raise InputError(f"{name}: no vectors in the input")
 
 
-def read_vectors(path: "str | Path | sniff.Input") -> Vectors:
+def read_vectors(path: str | Path | sniff.Input) -> Vectors:
     """Read a whole vectors artifact, checked; the matrix keeps its stored dtype."""
     ids_parts, mats, meta = [], [], {}
     name = path.name if isinstance(path, sniff.Input) else sniff.display_name(path)
-    for ids, mat, meta in iter_vectors(path, unique=False):
+    for ids, mat, batch_meta in iter_vectors(path, unique=False):
         ids_parts.append(ids)
         mats.append(mat)
+        meta = batch_meta
     ids = pa.concat_arrays(ids_parts) if len(ids_parts) > 1 else ids_parts[0]
     dup = first_duplicate(ids)
     if dup is not None:
@@ -323,7 +325,7 @@ class _Header:
     offset: int = 0  # bytes before the data (a .npy file)
 
 
-def _read_header(stream: BinaryIO, name: str) -> _Header:
+def _read_header(stream: IO[bytes], name: str) -> _Header:
     """The header of a .npy stream (positioned at its start); leaves the stream at the data."""
     from numpy.lib import format as npformat
 
@@ -336,7 +338,7 @@ def _read_header(stream: BinaryIO, name: str) -> _Header:
             shape, fortran, dtype = npformat.read_array_header_2_0(stream)
         else:
             try:
-                from numpy.lib._format_impl import _read_array_header  # numpy >= 2
+                from numpy.lib._format_impl import _read_array_header  # type: ignore[attr-defined]  # numpy >= 2; private, not in its stubs
             except ImportError:  # pragma: no cover - numpy 1.x
                 _read_array_header = npformat._read_array_header  # type: ignore[attr-defined]
             shape, fortran, dtype = _read_array_header(stream, version)
@@ -374,7 +376,7 @@ def _out_dtype(dt: np.dtype) -> np.dtype:
     return np.dtype(np.float32) if native.name == "float64" else native
 
 
-def _read_exact(stream: BinaryIO, nbytes: int) -> bytearray:
+def _read_exact(stream: IO[bytes], nbytes: int) -> bytearray:
     buf = bytearray(nbytes)
     view = memoryview(buf)
     pos = 0
@@ -394,7 +396,7 @@ def _truncated(name: str, rows: int, complete: int) -> InputError:
                       f"{complete}; is the file complete?")
 
 
-def _stream_blocks(stream: BinaryIO, header: _Header, name: str, block_rows: int) -> Iterator[np.ndarray]:
+def _stream_blocks(stream: IO[bytes], header: _Header, name: str, block_rows: int) -> Iterator[np.ndarray]:
     """Blocks of rows of an array read once from a stream positioned at its data."""
     n, d = header.shape
     row_bytes = d * header.dtype.itemsize
@@ -614,6 +616,7 @@ def _open_npz(inp: sniff.Input) -> NumpyVectors:
         raise InputError(f"{name}: is a zip archive without NumPy arrays (holds {listed}); unzip it and give the file inside")
     headers: dict[str, _Header] = {}
     infos = {}
+    key: str | None
     for info in arrays:
         key = info.filename[: -len(".npy")]
         try:
@@ -622,7 +625,7 @@ def _open_npz(inp: sniff.Input) -> NumpyVectors:
         except errors as exc:
             raise InputError(f"{name}: damaged .npz member {info.filename!r} ({_first_line(exc)}); is the file complete?") from None
         infos[key] = info
-    listing = [{"name": k, "shape": list(h.shape), "dtype": _dtype_label(h.dtype)}
+    listing: list[dict[str, Any]] = [{"name": k, "shape": list(h.shape), "dtype": _dtype_label(h.dtype)}
                for k, h in headers.items()]
     key = next((k for k in NPZ_EMBEDDING_KEYS if k in headers), None)
     if key is None:

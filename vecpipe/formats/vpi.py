@@ -72,14 +72,15 @@ def write(dest: str | Path | BinaryIO, meta: dict[str, Any], ids: pa.Array, inde
     """
     import zstandard
 
-    sections: list[tuple[str, bytes]] = [("ids", _ids_to_bytes(ids)), ("index", bytes(memoryview(index_bytes)))]
+    # numpy declares ndarray.__buffer__ for Python >= 3.12 only: a buffer on 3.10 too
+    sections: list[tuple[str, bytes]] = [("ids", _ids_to_bytes(ids)), ("index", bytes(memoryview(index_bytes)))]  # type: ignore[arg-type]
     for name, payload in sorted((extra or {}).items()):
         sections.append((f"extra:{name}", payload))
     compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=False, write_content_size=True)
     stored: list[tuple[dict, bytes]] = []
     for name, raw in sections:
         data = compressor.compress(raw) if compress else raw
-        entry = {"name": name, "raw_length": len(raw), "length": len(data),
+        entry: dict[str, Any] = {"name": name, "raw_length": len(raw), "length": len(data),
                  "compression": "zstd" if compress else "none", "sha256": hashlib.sha256(data).hexdigest()}
         stored.append((entry, data))
     # Offsets depend on the header length, which depends on the offsets: fix the width of the
@@ -114,7 +115,7 @@ def read_header(path: str | Path, name: str | None = None) -> dict[str, Any]:
         return _parse_header(fh.read(16), fh, name)
 
 
-def _parse_header(prefix: bytes, fh, name: str) -> dict[str, Any]:
+def _parse_header(prefix: bytes, fh: BinaryIO, name: str) -> dict[str, Any]:
     if len(prefix) < 16 or not prefix.startswith(VPI_MAGIC):
         raise InputError(f"{name}: not a vecpipe index (.vpi); build one with vecpipe build-index")
     (hlen,) = struct.unpack_from("<Q", prefix, 8)

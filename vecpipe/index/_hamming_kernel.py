@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+if TYPE_CHECKING:
+    from numba.core.typing import Signature
+
 
 @intrinsic
-def popcount(typingctx, x):
-    def codegen(context, builder, signature, args):
+def popcount(typingctx: Any, x: types.Type) -> tuple[Signature, Callable[..., Any]]:
+    def codegen(context: Any, builder: Any, signature: Signature, args: Sequence[Any]) -> Any:
         return builder.ctpop(args[0])
 
     return types.uint64(types.uint64), codegen
 
 
 @njit(fastmath=True, inline="always", cache=True)
-def block_distances(xt, start, n, q, qi, d):
+def block_distances(xt: np.ndarray, start: int, n: int, q: np.ndarray, qi: int, d: np.ndarray) -> None:
     """Distances of queries qi..qi+7 to codes start..start+n-1 into d[0:8, 0:n]."""
     for j in range(n):
         for r in range(8):
@@ -27,7 +33,7 @@ def block_distances(xt, start, n, q, qi, d):
         row = xt[w, start:start + n]
         for j in range(n):
             x = row[j]
-            d[0, j] += np.int32(popcount(a0 ^ x))
+            d[0, j] += np.int32(popcount(a0 ^ x))  # type: ignore[call-arg]  # numba's stub counts typingctx as an argument
             d[1, j] += np.int32(popcount(a1 ^ x))
             d[2, j] += np.int32(popcount(a2 ^ x))
             d[3, j] += np.int32(popcount(a3 ^ x))
@@ -38,7 +44,7 @@ def block_distances(xt, start, n, q, qi, d):
 
 
 @njit(inline="always", cache=True)
-def merge(dist, n, start, out_d, out_i, qi, k):
+def merge(dist: np.ndarray, n: int, start: int, out_d: np.ndarray, out_i: np.ndarray, qi: int, k: int) -> None:
     """Insert a block's distances below the current k-th best into query qi's sorted top k."""
     thr = out_d[qi, k - 1]
     low = thr
@@ -60,7 +66,7 @@ def merge(dist, n, start, out_d, out_i, qi, k):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def knn(xt, q, k, block, threads):
+def knn(xt: np.ndarray, q: np.ndarray, k: int, block: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (distances, labels) of each query row of q (a multiple of 8 rows) against codes xt[W, N]."""
     n_codes = xt.shape[1]
     n_groups = q.shape[0] // 8

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from vecpipe.formats.vectors import Vectors
 from vecpipe.index.faiss_util import faiss_metric, train_and_add
 from vecpipe.index.specs import check_spec, make_index
 from vecpipe.metric import default_metric, prepare
+
+if TYPE_CHECKING:
+    import faiss
 
 FLAT_SPECS = {"int8": ("Flat", "SQ8"), "uint8": ("Flat", "SQ8"), "fp16": ("Flat", "SQfp16"),
               "pq": ("Flat",), "residual": ("Flat",)}
@@ -67,10 +70,9 @@ def binary_spec(spec: str) -> str:
 def build_compressed(vecs: Vectors, comp: dict[str, Any], spec: str, metric: str | None, train_size: int, seed: int,
                      on_progress: Any = None) -> tuple[Any, str, str, bool]:
     """(faiss index, spec, metric, binary) over the stored codes of a compressed artifact."""
-    import faiss
 
     method = comp["method"]
-    dim = int(comp.get("dim") or vecs.meta.get("dim"))
+    dim = int(cast(int, comp.get("dim") or vecs.meta.get("dim")))
     codes = np.ascontiguousarray(vecs.matrix)
     if method == "binary":
         metric = metric or "hamming"
@@ -97,7 +99,8 @@ def build_compressed(vecs: Vectors, comp: dict[str, Any], spec: str, metric: str
         raise UsageError(f"--spec {spec!r}: {method} vectors are served by a flat scan over their codes; use --spec Flat")
     index, raw, spec = builder(codes, comp, dim, faiss_metric(metric))
     if raw.shape[1] != index.sa_code_size():
-        raise InputError(f"{vecs.name}: codes are {raw.shape[1]} bytes wide but {method} needs {index.sa_code_size()}; the artifact is inconsistent, recompress it")
+        raise InputError(f"{vecs.name}: codes are {raw.shape[1]} bytes wide but {method} needs {index.sa_code_size()}; the artifact is inconsistent, "
+                         f"recompress it")
     index.add_sa_codes(np.ascontiguousarray(raw, dtype=np.uint8))
     return index, spec, metric, False
 
@@ -149,7 +152,7 @@ CODE_INDEXES = {"int8": _scalar_index, "uint8": _scalar_index, "fp16": _fp16_ind
                 "residual": _residual_index}
 
 
-def residual_index(comp: dict[str, Any], dim: int, fmetric: int):
+def residual_index(comp: dict[str, Any], dim: int, fmetric: int) -> faiss.IndexPQ:
     """IndexPQ whose centroids are mu + sum_t alpha_t * (±1) for each bit combination."""
     import faiss
 
@@ -184,7 +187,7 @@ def encode_queries(queries: np.ndarray, meta: dict[str, Any], qmeta: dict[str, A
     binarized with the index's recorded thresholds. Query codes (from quantize/binarize --like) are
     decoded with their own calibration, or passed through to a binary index.
     """
-    comp = meta.get("vectors") if isinstance(meta.get("vectors"), dict) else {}
+    comp = cast("dict[str, Any]", meta.get("vectors")) if isinstance(meta.get("vectors"), dict) else {}
     dim = int(meta["dim"])
     qcomp = (qmeta or {}).get("compression") if isinstance((qmeta or {}).get("compression"), dict) else None
     binary = meta.get("binary", False)
@@ -195,7 +198,8 @@ def encode_queries(queries: np.ndarray, meta: dict[str, Any], qmeta: dict[str, A
             raise InputError(f"{name}: query vectors are {queries.dtype} codes without a calibration; search with float query vectors")
         if binary:
             if qcomp.get("method") != "binary" or (_thresholds(qcomp) != _thresholds(comp) and not allow_mismatch):
-                raise InputError(f"{name}: query codes were not binarized like the index; binarize the queries with --like the corpus artifact, or give float queries (or --allow-mismatch)")
+                raise InputError(f"{name}: query codes were not binarized like the index; binarize the queries with --like the corpus artifact, or "
+                                 f"give float queries (or --allow-mismatch)")
             return np.ascontiguousarray(queries, dtype=np.uint8)
         if qcomp.get("method") == "binary":
             raise InputError(f"{name}: 1-bit query codes cannot be scored against a {comp.get('method', 'float')} index; give float queries")

@@ -4,7 +4,8 @@ faiss's error text turned into a reason a user can read."""
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -15,6 +15,7 @@ searches (where compiling and converting would cost more than it saves), faiss's
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -31,7 +32,7 @@ def enabled() -> bool:
 
 
 @lru_cache(maxsize=1)
-def _kernel():
+def _kernel() -> Callable[[np.ndarray, np.ndarray, int, int, int], tuple[np.ndarray, np.ndarray]] | None:
     """The compiled scan, or ``None`` without numba (imported lazily: numba starts slowly)."""
     try:
         from vecpipe.index._hamming_kernel import knn
@@ -68,6 +69,7 @@ class HammingScan:
         import numba
 
         knn = _kernel()
+        assert knn is not None  # numba imported above
         n = len(queries)
         padded = -(-n // QUERIES_AT_ONCE) * QUERIES_AT_ONCE
         q = np.zeros((padded, self.n_words), dtype="<u8")

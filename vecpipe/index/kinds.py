@@ -7,8 +7,9 @@ module with its builder and loader, plus one entry in :data:`KINDS`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from vecpipe.errors import InputError
 from vecpipe.formats import vpi

@@ -13,8 +13,9 @@ is the rerank stage and :class:`Rescorer` the second stage of `search --rescore`
 from __future__ import annotations
 
 import mmap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -102,7 +103,7 @@ class DocVectors:
         mat = batch_matrix(sel, self.name, None, ids.take(pa.array(rows)).cast(pa.string()), column=self.emb_col)
         return np.asarray(pos.take(pa.array(rows))).astype(np.int64), np.ascontiguousarray(mat, dtype=np.float32)
 
-    def _fetch_ipc_file(self, wanted):
+    def _fetch_ipc_file(self, wanted: pa.Array) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         import pyarrow.ipc as ipc
 
         with open(self.path, "rb") as fh:
@@ -118,7 +119,7 @@ class DocVectors:
             if got is not None:
                 yield got
 
-    def _fetch_parquet(self, wanted):
+    def _fetch_parquet(self, wanted: pa.Array) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         import pyarrow.parquet as pq
 
         pf = pq.ParquetFile(self.path, page_checksum_verification=True)
@@ -133,7 +134,7 @@ class DocVectors:
                 if got is not None:
                     yield got
 
-    def _fetch_stream(self, wanted):
+    def _fetch_stream(self, wanted: pa.Array) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         import pyarrow.ipc as ipc
 
         with open(self.path, "rb") as fh:

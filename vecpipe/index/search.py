@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +15,9 @@ from vecpipe.formats import metadata, vpi
 from vecpipe.formats.runs import RUN_SCHEMA
 from vecpipe.index.faiss_util import apply_params
 from vecpipe.metric import prepare, scores_from_distances
+
+if TYPE_CHECKING:
+    from vecpipe.index.hamming import HammingScan
 
 
 @dataclass
@@ -32,7 +36,7 @@ class LoadedIndex:
         return self.meta["metric"]
 
     def __post_init__(self) -> None:
-        self._scan = None
+        self._scan: HammingScan | None = None
         # Position of each stored id in sorted order: ties are broken by docid, ascending.
         order = np.argsort(np.asarray(self.ids.to_numpy(zero_copy_only=False), dtype=object), kind="stable")
         self._id_rank = np.empty(len(order), dtype=np.int64)
@@ -100,7 +104,7 @@ class LoadedIndex:
         scores = scores_from_distances(distances, self.metric)
         return self.order(scores, labels)
 
-    def _hamming_scan(self, n_queries: int):
+    def _hamming_scan(self, n_queries: int) -> HammingScan | None:
         """The blocked Hamming scan (vecpipe.index.hamming) for a flat binary index, when it pays off."""
         import faiss
 
@@ -109,7 +113,7 @@ class LoadedIndex:
         if not isinstance(self.index, faiss.IndexBinaryFlat) or not hamming.worth_it(n_queries, self.index.ntotal):
             return None
         if self._scan is None:
-            codes = faiss.vector_to_array(self.index.xb).reshape(self.index.ntotal, self.index.code_size)
+            codes = faiss.vector_to_array(self.index.xb).reshape(self.index.ntotal, self.index.code_size)  # type: ignore[attr-defined]  # xb: not in faiss stub
             self._scan = hamming.HammingScan(codes, int(self.meta.get("dim") or self.index.d))
         return self._scan
 
@@ -137,7 +141,7 @@ def load_faiss(container: vpi.Container, name: str) -> LoadedIndex:
 
     try:
         if container.meta.get("binary"):
-            index = faiss.deserialize_index_binary(container.index_bytes)
+            index: faiss.IndexBinary | faiss.Index = faiss.deserialize_index_binary(container.index_bytes)
         else:
             index = faiss.deserialize_index(container.index_bytes)
     except RuntimeError:

@@ -57,9 +57,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vecpipe.errors import UsageError
+
+if TYPE_CHECKING:
+    import faiss
 
 CENTROID_POINTS = 39  # faiss Clustering.min_points_per_centroid: below this it warns
 HNSW_M_RANGE = (2, 256)  # M < 2 crashes faiss; above 256 the graph costs memory without recall
@@ -201,7 +204,7 @@ def applies(target: SpecInfo | Mapping[str, Any] | str, param: str) -> bool:
     return name in search_params(target)
 
 
-def make_index(info: SpecInfo, metric: str = "ip"):
+def make_index(info: SpecInfo, metric: str = "ip") -> Any:
     """The faiss index ``info`` describes (untrained), ready for ``train``/``add``.
 
     Same as ``faiss.index_factory`` (``index_binary_factory`` for binary specs) except that the
@@ -212,10 +215,11 @@ def make_index(info: SpecInfo, metric: str = "ip"):
     """
     import faiss
 
+    dim = cast(int, info.dim)  # None (from parse_spec without dim) fails in int() as before
     if info.binary:
-        return faiss.index_binary_factory(int(info.dim), info.spec)
+        return faiss.index_binary_factory(int(dim), info.spec)
     fm = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-    index = faiss.index_factory(int(info.dim), info.spec, fm)
+    index = faiss.index_factory(int(dim), info.spec, fm)
     if info.polysemous:
         _no_polysemous(index)
     return index
@@ -408,6 +412,7 @@ def _parse_transform(p: _Spec, tok: str, d: int | None) -> int | None:
             plain = tok.replace("W", "", 1)
             p.fail(f"{tok!r} whitens without a floor: any direction without variance in the training sample "
                    f"(duplicates, constant dimensions) turns every vector into NaN; use {plain}")
+        out: int | None
         out = p.number(m.group(3), "the output dimension", tok, 1, MAX_DIM, "PCA64 keeps 64 dimensions")
         if d is not None and out > d:
             p.fail(f"{tok!r} cannot output {out:,} dimensions from {d:,}: use PCA{_pow2_le(d)} or fewer")
@@ -545,6 +550,7 @@ def _parse_code(p: _Spec, tok: str, d: int | None, after: str, context: str, own
     m = RE_PQ.fullmatch(tok)
     if m:
         pq_m = _pq_m(p, tok, m.group(1), d, after)
+        nbits: int | None
         nbits = 8 if m.group(2) is None else _pq_nbits(p, tok, pq_m, int(m.group(2)))
         _set_code(p, context, "PQ", tok, pq_m=pq_m, pq_nbits=nbits)
         if not m.group(3):
@@ -707,7 +713,7 @@ def _misplaced(p: _Spec, before: list[str], tok: str, main: str) -> None:
         lead = [t for t in before if _is_transform(t)]
         codes = [t for t in before if not _is_transform(t)]
         m = RE_HNSW.fullmatch(codes[0])
-        if m and not RE_IVF.fullmatch(tok).group(3):
+        if m and not cast("re.Match[str]", RE_IVF.fullmatch(tok)).group(3):  # matched just above
             fixed = valid(",".join(lead + [f"{tok}_HNSW{m.group(1)}", "Flat"]))
             if fixed:
                 p.fail(f"{tok!r} cannot follow {head!r}; for IVF lists found through an HNSW graph use --spec {fixed!r}")
@@ -761,6 +767,7 @@ def _parse_binary(p: _Spec) -> None:
     # not a binary spec: say what the float spec would be in binary, or what is wrong
     if re.fullmatch(r"B(IVF\d+[kM]).*", spec):
         m = re.match(r"BIVF(\d+)([kM])", spec)
+        assert m is not None  # the fullmatch above
         n = int(m.group(1)) * (1024 if m.group(2) == "k" else 1024 * 1024)
         p.fail(f"binary specs take plain numbers (faiss would read {m.group(0)!r} as BIVF{m.group(1)}): use BIVF{n}")
     if spec.startswith("BHash"):
@@ -880,10 +887,11 @@ def _faiss_check(info: SpecInfo, metric: str | None) -> SpecInfo:
     """Construct the index in faiss (no training): anything faiss still refuses becomes a UsageError."""
     import faiss
 
+    assert info.dim is not None  # check_spec's dim
     spec, dim = info.spec, int(info.dim)
     if info.binary:
         try:
-            index = faiss.index_binary_factory(dim, spec)
+            index: faiss.IndexBinary | faiss.Index = faiss.index_binary_factory(dim, spec)
         except Exception:  # noqa: BLE001  (whatever faiss raises, the user sees one line)
             raise UsageError(f"--spec {spec!r}: faiss cannot build this binary index over {dim}-bit codes; "
                              f"use {BINARY_EXAMPLES}") from None
@@ -905,7 +913,7 @@ def _faiss_check(info: SpecInfo, metric: str | None) -> SpecInfo:
     return replace(info, needs_training=info.needs_training or not trained)
 
 
-def _no_polysemous(index) -> None:
+def _no_polysemous(index: faiss.Index) -> None:
     import faiss
 
     idx = faiss.downcast_index(index)

@@ -52,9 +52,8 @@ class Checkpoint:
             return reader.get_batch(0)
 
     def save(self, k: int, batch: pa.RecordBatch) -> None:
-        with atomic_open(self.dir / self._name(k)) as fh:
-            with ipc.new_file(fh, self.schema) as writer:
-                writer.write_batch(batch)
+        with atomic_open(self.dir / self._name(k)) as fh, ipc.new_file(fh, self.schema) as writer:
+            writer.write_batch(batch)
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

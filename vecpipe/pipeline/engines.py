@@ -10,7 +10,8 @@ one class here registered in :data:`ENGINES` (and the stages that support it lis
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from vecpipe.errors import UsageError
 

@@ -188,7 +188,7 @@ def recorded_manifest(out: str | Path) -> dict[str, Any] | None:
             recorded = json.loads(side.read_text())
             if recorded.get("output_size") == p.stat().st_size and recorded.get("output_sha256") == sha256_file(p):
                 return recorded.get(MANIFEST_KEY)
-    except Exception:  # an unreadable output is simply not up to date
+    except Exception:  # noqa: BLE001 - an unreadable output is simply not up to date
         return None
     return None
 

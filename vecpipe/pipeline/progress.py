@@ -118,7 +118,7 @@ def json_line(level: str, event: str, message: str, stage: str | None = None, **
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:

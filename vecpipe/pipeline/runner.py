@@ -22,9 +22,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, ClassVar, cast
 
 import pyarrow as pa
 
@@ -98,7 +99,7 @@ class Stage:
         """The manifest of this run (``None`` when an input is a stream)."""
         return manifests.build_manifest(self.name, self.inputs(), self.params())
 
-    def run(self, ctx: "Context") -> Any:
+    def run(self, ctx: Context) -> Any:
         raise NotImplementedError
 
 
@@ -161,7 +162,7 @@ class Context:
     # -- inputs
     def input(self, role: str, path: str | Path | None = None) -> sniff.Input:
         """The opened input of ``role`` (closed when the stage ends)."""
-        where = path if path is not None else self.stage.inputs()[role]
+        where = path if path is not None else cast(str, self.stage.inputs()[role])  # a role whose input was given
         return self._stack.enter_context(sniff.Input(where))
 
     def local_path(self, role: str, path: str | Path | None = None) -> tuple[Path, str]:
@@ -293,7 +294,7 @@ def run(stage: Stage, options: Options | None = None) -> Outcome:
 @contextlib.contextmanager
 def opened(ctx: Context, role: str) -> Iterator[sniff.Input]:
     """An input opened for the duration of a block (closed at its end, not the stage's)."""
-    inp = sniff.Input(ctx.stage.inputs()[role])
+    inp = sniff.Input(cast(str, ctx.stage.inputs()[role]))  # a role whose input was given
     try:
         yield inp
     finally:

