@@ -47,6 +47,16 @@ run = pa.table({"qid": qids.take(pa.array(np.repeat(np.arange(len(q)), 100))), "
 pq.write_table(run, sys.argv[3])
 """
 
+SCRIPT_HNSW = r"""
+import sys, numpy as np, pyarrow.ipc as ipc, faiss
+t = ipc.open_file(sys.argv[1]).read_all()
+emb = t.column("embedding").combine_chunks()
+x = np.ascontiguousarray(emb.flatten().to_numpy().reshape(-1, emb.type.list_size), dtype=np.float32)
+index = faiss.index_factory(x.shape[1], "HNSW32", faiss.METRIC_INNER_PRODUCT)
+index.add(x)
+faiss.write_index(index, sys.argv[2])
+"""
+
 SCRIPT_BINARY = r"""
 import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq, faiss
 def load(p):
@@ -134,6 +144,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--baseline-root", type=Path, default=None, help="another vecpipe checkout to compare with")
+    ap.add_argument("--hnsw", action="store_true", help="also time an HNSW32 build (vecpipe on every core against faiss)")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="vecpipe-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -143,6 +154,7 @@ def main() -> None:
     py = sys.executable
     (work / "flat.py").write_text(SCRIPT_FLAT)
     (work / "binary.py").write_text(SCRIPT_BINARY)
+    (work / "hnsw.py").write_text(SCRIPT_HNSW)
 
     def vp(root: Path) -> tuple[list[str], dict]:
         return [py, "-m", "vecpipe"], dict(os.environ, PYTHONPATH=str(root))
@@ -165,10 +177,14 @@ def main() -> None:
             v + ["search", "one.parquet", "--index", "flat.vpi", "-k", "100", "-o", "run1.parquet", "--force", "-q"]],
         "vecpipe --help": lambda v: [v + ["--help"]],
     }
+    if args.hnsw:
+        rows["HNSW32 build, every core"] = lambda v: [
+            v + ["build-index", "docs.arrow", "--spec", "HNSW32", "-o", "hnsw.vpi", "--force", "-q"]]
     scripts = {
         "build-index Flat + search, from Parquet": [[py, "flat.py", "docs.parquet", "queries.parquet", "script-run.parquet"]],
         "build-index Flat + search, from Arrow": [[py, "flat.py", "docs.arrow", "queries.arrow", "script-run.parquet"]],
         "1-bit binarize + build + search": [[py, "binary.py", "docs.parquet", "queries.parquet", "script-run.parquet"]],
+        "HNSW32 build, every core": [[py, "hnsw.py", "docs.arrow", "script-hnsw.faiss"]],
     }
     results: dict[str, dict[str, list[float]]] = {}
     for name, make in rows.items():

@@ -40,11 +40,26 @@ def l2_normalize(matrix: np.ndarray, copy: bool = True) -> np.ndarray:
     return out
 
 
+#: Rows whose squared norm is within this of 1 count as unit vectors (float32 rounding of a normalised
+#: 384-d vector stays well inside it).
+UNIT_TOLERANCE = 1e-4
+
+
+def is_unit_norm(matrix: np.ndarray) -> bool:
+    """Whether every row has unit L2 norm (one pass, no temporary as large as the matrix)."""
+    if matrix.size == 0:
+        return True
+    squared = np.einsum("ij,ij->i", matrix, matrix)
+    return bool(np.abs(squared - 1.0).max() <= UNIT_TOLERANCE)
+
+
 def prepare(matrix: np.ndarray, metric: str) -> np.ndarray:
-    """float32, C-contiguous, and L2-normalised for ``cos`` (never modifying the caller's array)."""
-    if metric == "cos":
-        return l2_normalize(matrix, copy=True)
-    return np.ascontiguousarray(matrix, dtype=np.float32)
+    """float32, C-contiguous, and L2-normalised for ``cos`` (never modifying the caller's array;
+    unit vectors, such as every embed output, are used as they are, without a copy)."""
+    out = np.ascontiguousarray(matrix, dtype=np.float32)
+    if metric == "cos" and not is_unit_norm(out):
+        return l2_normalize(out, copy=out is matrix)
+    return out
 
 
 def scores_from_distances(distances: np.ndarray, metric: str) -> np.ndarray:

@@ -25,17 +25,20 @@ def build_index(
     ef_search: Annotated[int | None, typer.Option("--ef-search", min=1, max=o.INT_MAX, help="Default HNSW efSearch, recorded in the index "
                                                                                             "(128).", show_default=False)] = None,
     threads: o.Threads = None,
+    deterministic: Annotated[bool, typer.Option("--deterministic", help="Build HNSW graphs on one thread, so the same input "
+                                                "gives the same bytes (slower; reruns rely on manifests, not on bytes).")] = False,
     no_compress: Annotated[bool, typer.Option("--no-compress", help="Store the index uncompressed (larger file, loads without decompression).")] = False,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Build a faiss index over a vectors table and store it, with ids and metadata, in a .vpi file.
 
-    HNSW graphs are built on one thread unless --threads is given, so the same input gives the same bytes.
+    Builds use every core (or --threads). HNSW graphs built on several threads depend on their timing:
+    --deterministic builds them on one thread, so the same input gives the same bytes.
     """
     from vecpipe.stages.build_index import BuildIndex
 
     run_stage(BuildIndex(
         vectors=vectors, output=output, spec=spec, metric=value(metric), train_size=train_size, seed=seed,
-        nprobe=nprobe, ef_search=ef_search, threads=threads, compress=not no_compress,
+        nprobe=nprobe, ef_search=ef_search, threads=threads, deterministic=deterministic, compress=not no_compress,
     ), force, quiet)

@@ -167,14 +167,14 @@ def _qrels_summary(qid: Any, docid: Any, rel: Any) -> dict[str, Any]:
 def _describe_arrow(inp: sniff.Input) -> dict[str, Any]:
     table = None
     if inp.format == sniff.PARQUET:
-        pf = pq.ParquetFile(inp.seekable(), page_checksum_verification=True)
+        pf = pq.ParquetFile(inp.arrow_source(), page_checksum_verification=True)
         schema, rows = pf.schema_arrow, pf.metadata.num_rows
         meta, kind = metadata.read(schema), _kind_of(schema, metadata.read(schema))
         cols = _columns_for(kind, schema.names)
         if cols:
             table = pf.read(columns=cols)
     elif inp.format == sniff.ARROW_FILE:
-        reader = ipc.open_file(inp.seekable())
+        reader = ipc.open_file(inp.arrow_source())
         schema = reader.schema
         rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
         meta, kind = metadata.read(schema), _kind_of(schema, metadata.read(schema))

@@ -298,11 +298,12 @@ def open_arrow_batches(inp: sniff.Input, batch_size: int = 65536, columns: list[
         return numpy_table(inp, batch_size)
     try:
         if inp.format == sniff.PARQUET:
-            pf = pq.ParquetFile(inp.seekable(), page_checksum_verification=True)
+            pf = pq.ParquetFile(inp.arrow_source(), page_checksum_verification=True)
             schema = pf.schema_arrow
-            batches = pf.iter_batches(batch_size=batch_size, columns=columns)
+            # one thread: on few cores, decoding two columns in parallel costs more than it saves
+            batches = pf.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
         elif inp.format == sniff.ARROW_FILE:
-            reader = ipc.open_file(inp.seekable())
+            reader = ipc.open_file(inp.arrow_source())
             schema = reader.schema
             batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
         else:
@@ -325,9 +326,9 @@ def read_table(inp: sniff.Input, what: str) -> pa.Table:
     """
     try:
         if inp.format == sniff.PARQUET:
-            return pq.read_table(inp.seekable(), page_checksum_verification=True)
+            return pq.read_table(inp.arrow_source(), page_checksum_verification=True)
         if inp.format == sniff.ARROW_FILE:
-            return ipc.open_file(inp.seekable()).read_all()
+            return ipc.open_file(inp.arrow_source()).read_all()
         if inp.format == sniff.ARROW_STREAM:
             return ipc.open_stream(inp.stream).read_all()
         if inp.format == sniff.JSONL:

@@ -289,9 +289,14 @@ def vectors_from_arrow(name: str, schema: pa.Schema, batches: Any,
 
 def read_vectors(path: str | Path | sniff.Input) -> Vectors:
     """Read a whole vectors artifact, checked; the matrix keeps its stored dtype."""
-    ids_parts, mats, meta = [], [], {}
     name = path.name if isinstance(path, sniff.Input) else sniff.display_name(path)
-    for ids, mat, batch_meta in iter_vectors(path, unique=False):
+    return collect_vectors(name, iter_vectors(path, unique=False))
+
+
+def collect_vectors(name: str, batches: Iterator[tuple[pa.Array, np.ndarray, dict]]) -> Vectors:
+    """Checked batches gathered into one :class:`Vectors` (ids checked unique once, at the end)."""
+    ids_parts, mats, meta = [], [], {}
+    for ids, mat, batch_meta in batches:
         ids_parts.append(ids)
         mats.append(mat)
         meta = batch_meta

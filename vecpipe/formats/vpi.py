@@ -21,6 +21,7 @@ import hashlib
 import json
 import mmap
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -40,8 +41,9 @@ _ZSTD_LEVEL = 3
 class Container:
     meta: dict[str, Any]
     ids: pa.Array
-    index_bytes: np.ndarray  # uint8 view, suitable for faiss.deserialize_index
+    index_bytes: np.ndarray  # uint8 view (of the mapped file when stored raw), for faiss's readers
     extra: dict[str, bytes]
+    mapping: Any = None  # the file mapping the views point into: keep it alive as long as they are used
 
 
 def _ids_to_bytes(ids: pa.Array) -> bytes:
@@ -64,24 +66,41 @@ def _ids_from_bytes(raw: bytes | memoryview) -> pa.Array:
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets.copy()), pa.py_buffer(bytes(data))).cast(pa.string())
 
 
-def write(dest: str | Path | BinaryIO, meta: dict[str, Any], ids: pa.Array, index_bytes: bytes | np.ndarray,
+#: A section is stored zstd-compressed only when a sample of it shrinks below this share (float
+#: vectors shrink by ~7%: not worth decompressing at every load, nor mapping them is then possible).
+COMPRESS_BELOW = 0.9
+_SAMPLE = 1 << 20
+
+
+def _worth_compressing(raw: memoryview, compressor: Any) -> bool:
+    if len(raw) <= _SAMPLE:
+        return True  # small sections (ids, small indexes): compress whatever they give
+    step = len(raw) // 4
+    sample = b"".join(bytes(raw[i * step : i * step + _SAMPLE // 4]) for i in range(4))
+    return len(compressor.compress(sample)) < COMPRESS_BELOW * len(sample)
+
+
+def write(dest: str | Path | BinaryIO, meta: dict[str, Any], ids: pa.Array, index_bytes: Any,
           compress: bool = True, extra: dict[str, bytes] | None = None) -> None:
     """Write a container to ``dest`` (a path the caller puts in place; see :mod:`vecpipe.formats.targets`).
 
-    Written front to back, so ``dest`` may be a FIFO or a device.
+    ``index_bytes`` is any buffer (bytes, a uint8 array, a memoryview): it is not copied.
+    ``compress``: zstd for each section where that pays (see :data:`COMPRESS_BELOW`); False stores
+    every section raw. Written front to back, so ``dest`` may be a FIFO or a device.
     """
     import zstandard
 
-    # numpy declares ndarray.__buffer__ for Python >= 3.12 only: a buffer on 3.10 too
-    sections: list[tuple[str, bytes]] = [("ids", _ids_to_bytes(ids)), ("index", bytes(memoryview(index_bytes)))]  # type: ignore[arg-type]
+    sections: list[tuple[str, memoryview]] = [("ids", memoryview(_ids_to_bytes(ids))),
+                                              ("index", memoryview(index_bytes).cast("B"))]
     for name, payload in sorted((extra or {}).items()):
-        sections.append((f"extra:{name}", payload))
+        sections.append((f"extra:{name}", memoryview(payload)))
     compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=False, write_content_size=True)
-    stored: list[tuple[dict, bytes]] = []
+    stored: list[tuple[dict, Any]] = []
     for name, raw in sections:
-        data = compressor.compress(raw) if compress else raw
+        packed = compress and _worth_compressing(raw, compressor)
+        data: Any = compressor.compress(raw) if packed else raw
         entry: dict[str, Any] = {"name": name, "raw_length": len(raw), "length": len(data),
-                 "compression": "zstd" if compress else "none", "sha256": hashlib.sha256(data).hexdigest()}
+                                 "compression": "zstd" if packed else "none", "sha256": hashlib.sha256(data).hexdigest()}
         stored.append((entry, data))
     # Offsets depend on the header length, which depends on the offsets: fix the width of the
     # offsets by computing them twice.
@@ -103,6 +122,60 @@ def write(dest: str | Path | BinaryIO, meta: dict[str, Any], ids: pa.Array, inde
             fh.write(data)
             pos = entry["offset"] + len(data)
         fh.write(b"\0" * (_align(pos) - pos))
+
+
+def write_streamed(dest: str | Path, meta: dict[str, Any], ids: pa.Array,
+                   write_index: Callable[[Callable[[bytes], int]], None], compress: bool = True,
+                   extra: dict[str, bytes] | None = None) -> None:
+    """Write a container whose index section is streamed into the file by ``write_index(sink)``
+    (``sink(chunk)`` writes and hashes each chunk), never held in memory as a whole: for large flat
+    indexes, whose float codes would not compress anyway. ``dest`` must be a regular file: the
+    header, reserved up front at its largest possible size (padded with spaces, which JSON
+    ignores), is written last. The index section comes after the others and is stored raw.
+    """
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=False, write_content_size=True)
+    stored: list[tuple[dict, Any]] = []
+    for name, raw in [("ids", memoryview(_ids_to_bytes(ids)))] + [(f"extra:{k}", memoryview(v)) for k, v in sorted((extra or {}).items())]:
+        packed = compress and _worth_compressing(raw, compressor)
+        data: Any = compressor.compress(raw) if packed else raw
+        stored.append(({"name": name, "raw_length": len(raw), "length": len(data), "compression": "zstd" if packed else "none",
+                        "sha256": hashlib.sha256(data).hexdigest()}, data))
+    big = 10**18
+    index_entry: dict[str, Any] = {"name": "index", "raw_length": big, "length": big, "compression": "none",
+                                   "sha256": "0" * 64, "offset": big}
+    header = {"format_version": FORMAT_VERSION, "meta": meta, "sections": [e for e, _ in stored] + [index_entry]}
+    for entry, _ in stored:
+        entry["offset"] = big
+    bound = len(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
+    pos = _align(16 + bound + 32)
+    for entry, data in stored:
+        entry["offset"] = pos
+        pos = _align(pos + len(data))
+    index_entry["offset"] = pos
+    digest = hashlib.sha256()
+    written = [0]
+    with open(dest, "wb") as fh:
+        for entry, data in stored:
+            fh.seek(entry["offset"])
+            fh.write(data)
+        fh.seek(pos)
+
+        def sink(chunk: bytes) -> int:
+            fh.write(chunk)
+            digest.update(chunk)
+            written[0] += len(chunk)
+            return len(chunk)
+
+        write_index(sink)
+        end = pos + written[0]
+        fh.write(b"\0" * (_align(end) - end))
+        index_entry.update(raw_length=written[0], length=written[0], sha256=digest.hexdigest())
+        head_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        head_bytes += b" " * (bound - len(head_bytes))
+        fh.seek(0)
+        fh.write(VPI_MAGIC + struct.pack("<Q", len(head_bytes)) + head_bytes + hashlib.sha256(head_bytes).digest())
 
 
 def _align(n: int) -> int:
@@ -174,4 +247,4 @@ def read(path: str | Path, verify: bool = True, name: str | None = None) -> Cont
     except (ValueError, KeyError, struct.error):
         raise InputError(f"{name}: corrupt ids section; rebuild the index") from None
     extra = {k.split(":", 1)[1]: bytes(v) for k, v in payloads.items() if k.startswith("extra:")}
-    return Container(meta=header["meta"], ids=ids, index_bytes=payloads["index"], extra=extra)
+    return Container(meta=header["meta"], ids=ids, index_bytes=payloads["index"], extra=extra, mapping=mm)

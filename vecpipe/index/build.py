@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata
-from vecpipe.formats.vectors import Vectors
+from vecpipe.formats.vectors import Vectors, first_duplicate
 from vecpipe.index.compressed import build_compressed, compression_of
-from vecpipe.index.faiss_util import search_defaults, train_and_add
+from vecpipe.index.faiss_util import Serialized, search_defaults, train_and_add, write_index_to
 from vecpipe.index.specs import check_spec, make_index
 from vecpipe.metric import check_metric, default_metric, prepare
 
@@ -22,11 +23,27 @@ DEFAULT_TRAIN_SIZE = 100_000
 
 @dataclass
 class BuiltIndex:
-    """A built index ready to be stored: metadata, ids and the serialised faiss bytes."""
+    """A built index ready to be stored: metadata, ids and the faiss index."""
 
     meta: dict[str, Any]
     ids: pa.Array
-    blob: Any
+    index: Any
+    binary: bool = False
+
+    @property
+    def blob(self) -> np.ndarray:
+        """The serialised faiss bytes (a view of faiss's buffer, kept alive by the array)."""
+        return Serialized(self.index, self.binary).view_owner()
+
+    @property
+    def flat(self) -> bool:
+        """A flat float index: its bytes are the vectors themselves, better streamed than compressed."""
+        import faiss
+
+        return isinstance(self.index, faiss.IndexFlat)
+
+    def write_to(self, sink: Callable[[bytes], int]) -> None:
+        write_index_to(self.index, sink, self.binary)
 
 
 def build_index(
@@ -39,23 +56,23 @@ def build_index(
     ef_search: int | None = None,
     threads: int | None = None,
     on_progress: Callable[[str], None] | None = None,
+    deterministic: bool = False,
 ) -> BuiltIndex:
     """Build ``spec`` over the vectors (float, or the codes of a compressed artifact)."""
-    import faiss
 
     comp = compression_of(vecs)
     if comp is not None:
         if metric is not None:
             check_metric(metric)
-        index, spec, metric, binary = build_compressed(vecs, comp, spec, metric, train_size, seed, on_progress)
+        index, spec, metric, binary = build_compressed(vecs, comp, spec, metric, train_size, seed, on_progress,
+                                                       threads, deterministic)
         params = search_defaults(spec, nprobe, ef_search)
-        meta = index_metadata(vecs, spec, metric, params, train_size, seed)
-        meta["dim"] = int(comp.get("dim") or vecs.meta.get("dim") or vecs.matrix.shape[1])
+        meta = index_metadata(vecs.meta, int(comp.get("dim") or vecs.meta.get("dim") or vecs.matrix.shape[1]), len(vecs),
+                              spec, metric, params, train_size, seed)
         if binary:
             meta["binary"] = True
             meta["normalized"] = None
-        blob = faiss.serialize_index_binary(index) if binary else faiss.serialize_index(index)
-        return BuiltIndex({k: v for k, v in meta.items() if v is not None}, vecs.ids, blob)
+        return BuiltIndex({k: v for k, v in meta.items() if v is not None}, vecs.ids, index, binary)
     metric = check_metric(metric or default_metric(vecs.meta))
     if metric == "hamming":
         raise UsageError("--metric hamming needs binary vectors (vecpipe binarize) and a binary spec such as BFlat")
@@ -66,20 +83,50 @@ def build_index(
     if info.warning and on_progress:
         on_progress(info.warning)
     index = make_index(info, metric)
-    train_and_add(index, prepare(vecs.matrix, metric), spec, train_size, seed, threads, on_progress, vecs.name)
+    train_and_add(index, prepare(vecs.matrix, metric), spec, train_size, seed, threads, on_progress, vecs.name,
+                  deterministic=deterministic)
     params = search_defaults(spec, nprobe, ef_search)
-    meta = index_metadata(vecs, spec, metric, params, train_size, seed)
-    return BuiltIndex(meta, vecs.ids, faiss.serialize_index(index))
+    meta = index_metadata(vecs.meta, dim, len(vecs), spec, metric, params, train_size, seed)
+    return BuiltIndex(meta, vecs.ids, index)
 
 
-def index_metadata(vecs: Vectors, spec: str, metric: str, params: dict, train_size: int, seed: int) -> dict[str, Any]:
-    source = vecs.meta
+def build_flat(batches: Iterator[tuple[pa.Array, np.ndarray, dict[str, Any]]], name: str, metric: str | None = None,
+               train_size: int = DEFAULT_TRAIN_SIZE, seed: int = 0) -> BuiltIndex:
+    """A Flat index built batch by batch from float vectors: no copy of the whole matrix is made
+    (each batch is prepared and added as it is read), so memory holds the index and one batch."""
+    import faiss
+
+    index: Any = None
+    ids_parts: list[pa.Array] = []
+    source: dict[str, Any] = {}
+    for ids, mat, meta in batches:
+        if index is None:
+            source = meta
+            metric = check_metric(metric or default_metric(meta))
+            if metric == "hamming":
+                raise UsageError("--metric hamming needs binary vectors (vecpipe binarize) and a binary spec such as BFlat")
+            index = faiss.IndexFlatL2(mat.shape[1]) if metric == "l2" else faiss.IndexFlatIP(mat.shape[1])
+        if mat.dtype.kind != "f":
+            raise InputError(f"{name}: holds {mat.dtype} codes; build-index over float vectors here")
+        index.add(prepare(mat, str(metric)))
+        ids_parts.append(ids)
+    all_ids = pa.concat_arrays(ids_parts) if len(ids_parts) > 1 else ids_parts[0]
+    dup = first_duplicate(all_ids)
+    if dup is not None:
+        raise InputError(f"{name}: id {dup!r} occurs more than once; ids must be unique")
+    meta = index_metadata(source, int(index.d), len(all_ids), "Flat", str(metric), {}, train_size, seed)
+    return BuiltIndex(meta, all_ids, index)
+
+
+def index_metadata(source: dict[str, Any], dim: int, count: int, spec: str, metric: str, params: dict,
+                   train_size: int, seed: int) -> dict[str, Any]:
+    """What an index records: its spec, metric, size and search defaults, and its vectors' model."""
     return metadata.new(
         "index",
         spec=spec,
         metric=metric,
-        dim=int(vecs.matrix.shape[1]),
-        count=len(vecs),
+        dim=dim,
+        count=count,
         search_params=params,
         train_size=train_size,
         seed=seed,

@@ -68,7 +68,8 @@ def binary_spec(spec: str) -> str:
 
 
 def build_compressed(vecs: Vectors, comp: dict[str, Any], spec: str, metric: str | None, train_size: int, seed: int,
-                     on_progress: Any = None) -> tuple[Any, str, str, bool]:
+                     on_progress: Any = None, threads: int | None = None,
+                     deterministic: bool = False) -> tuple[Any, str, str, bool]:
     """(faiss index, spec, metric, binary) over the stored codes of a compressed artifact."""
 
     method = comp["method"]
@@ -84,8 +85,8 @@ def build_compressed(vecs: Vectors, comp: dict[str, Any], spec: str, metric: str
         if info.warning and on_progress:
             on_progress(info.warning)
         index = make_index(info)
-        train_and_add(index, np.ascontiguousarray(codes, dtype=np.uint8), spec, train_size, seed, None, on_progress,
-                      vecs.name, unit="codes")
+        train_and_add(index, np.ascontiguousarray(codes, dtype=np.uint8), spec, train_size, seed, threads, on_progress,
+                      vecs.name, unit="codes", deterministic=deterministic)
         return index, spec, metric, True
 
     metric = metric or default_metric(vecs.meta)

@@ -62,11 +62,13 @@ def apply_params(index: Any, params: dict[str, int]) -> None:
 
 
 def train_and_add(index: Any, data: np.ndarray, spec: str, train_size: int, seed: int, threads: int | None,
-                  on_progress: Callable[[str], None] | None, name: str, unit: str = "vectors") -> None:
+                  on_progress: Callable[[str], None] | None, name: str, unit: str = "vectors",
+                  deterministic: bool = False) -> None:
     """Train ``index`` on a seeded sample of ``data`` when it needs training, then add all of ``data``.
 
-    HNSW insertion in parallel depends on thread timing, so HNSW graphs are built on one thread
-    (identical input gives identical bytes) unless ``threads`` asks for more.
+    Every core is used (or ``threads``). HNSW insertion in parallel depends on thread timing: with
+    ``deterministic`` an HNSW graph is built on one thread, so identical input gives identical bytes
+    (reruns and merges rely on manifests, not on bytes, so the default need not be).
     """
     import faiss
 
@@ -81,10 +83,10 @@ def train_and_add(index: Any, data: np.ndarray, spec: str, train_size: int, seed
                 quietly(lambda: index.train(train), on_progress)
             except RuntimeError as exc:
                 raise InputError(f"{name}: cannot train {spec} on {len(train)} {unit} ({faiss_reason(exc)}); use a smaller spec or more data") from None
-        if threads:
-            faiss.omp_set_num_threads(threads)
-        elif "HNSW" in spec:
+        if deterministic and "HNSW" in spec:
             faiss.omp_set_num_threads(1)
+        elif threads:
+            faiss.omp_set_num_threads(threads)
         if on_progress:
             on_progress(f"adding {len(data)} {unit}")
         quietly(lambda: index.add(data), on_progress)
@@ -100,3 +102,54 @@ def quietly(work: Callable[[], Any], on_progress: Callable[[str], None] | None) 
     if summary and on_progress:
         on_progress(summary)
     return result
+
+
+def write_index_to(index: Any, sink: Callable[[bytes], int], binary: bool = False) -> None:
+    """Serialise ``index`` chunk by chunk into ``sink`` (1 MiB at a time: no whole copy in memory)."""
+    import faiss
+
+    writer = faiss.PyCallbackIOWriter(sink, 1 << 20)  # type: ignore[attr-defined]  # not in faiss's stub
+    (faiss.write_index_binary if binary else faiss.write_index)(index, writer)
+
+
+class Serialized:
+    """An index's faiss bytes as a uint8 view of faiss's own buffer (no copy); keep this object alive
+    while the view is used."""
+
+    def __init__(self, index: Any, binary: bool = False):
+        import faiss
+
+        self._writer = faiss.VectorIOWriter()
+        (faiss.write_index_binary if binary else faiss.write_index)(index, self._writer)
+        self.view = faiss.rev_swig_ptr(self._writer.data.data(), self._writer.data.size())
+
+    def view_owner(self) -> np.ndarray:
+        """The view, holding a reference to this object (so the buffer lives as long as the view)."""
+        view = self.view.view()
+        view.flags.writeable = False
+        return _Owned(view, self)
+
+
+class _Owned(np.ndarray):
+    """A uint8 array view that keeps the faiss buffer it points into alive."""
+
+    owner: Any = None
+
+    def __new__(cls, view: np.ndarray, owner: Any) -> _Owned:
+        obj = view.view(cls)
+        obj.owner = owner
+        return obj
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.owner = getattr(obj, "owner", None)
+
+
+def read_index_view(buffer: np.ndarray, binary: bool = False) -> tuple[Any, tuple[Any, ...]]:
+    """An index read from ``buffer`` without copying its flat codes, and what must outlive it: the
+    codes stay views into ``buffer`` (a mapped file, for an index stored raw)."""
+    import faiss
+
+    buffer = np.asarray(buffer, dtype=np.uint8).reshape(-1)
+    reader = faiss.ZeroCopyIOReader(faiss.swig_ptr(buffer), buffer.size)  # type: ignore[attr-defined]  # not in faiss's stub
+    index: Any = (faiss.read_index_binary if binary else faiss.read_index)(reader, faiss.IO_FLAG_MMAP_IFC)
+    return index, (buffer, reader)

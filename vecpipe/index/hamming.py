@@ -20,7 +20,11 @@ from functools import lru_cache
 
 import numpy as np
 
-MIN_PAIRS = 20_000_000  # query x code pairs below which faiss's scan is used
+# Query x code pairs below which faiss's scan is used. The compiled scan costs about 1.1 s to load in a
+# process (importing numba and its cached machine code) and then scans ~3x faster than faiss: on a
+# 2-core AVX2 machine, 200,000 codes x 1,000 queries took 0.84 s with faiss against 1.1 + 0.36 s, and
+# 1,000,000 x 1,000 took 4.2 s against 1.1 + 1.4 s; the crossover is near 4e8 pairs.
+MIN_PAIRS = 400_000_000
 BLOCK = 2048  # codes per cache block
 QUERIES_AT_ONCE = 8
 

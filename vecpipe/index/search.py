@@ -13,7 +13,7 @@ import pyarrow as pa
 from vecpipe.errors import InputError
 from vecpipe.formats import metadata, vpi
 from vecpipe.formats.runs import RUN_SCHEMA
-from vecpipe.index.faiss_util import apply_params
+from vecpipe.index.faiss_util import apply_params, read_index_view
 from vecpipe.metric import prepare, scores_from_distances
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ class LoadedIndex:
     ids: pa.Array
     meta: dict[str, Any]
     name: str
-
+    keep: tuple[Any, ...] = ()  # memory the index's codes point into (a mapped file): alive as long as it
     @property
     def dim(self) -> int:
         return int(self.meta["dim"])
@@ -137,18 +137,14 @@ class LoadedIndex:
 
 
 def load_faiss(container: vpi.Container, name: str) -> LoadedIndex:
-    import faiss
-
+    """The index read without copying its codes: they stay views into the mapped container."""
     try:
-        if container.meta.get("binary"):
-            index: faiss.IndexBinary | faiss.Index = faiss.deserialize_index_binary(container.index_bytes)
-        else:
-            index = faiss.deserialize_index(container.index_bytes)
+        index, keep = read_index_view(container.index_bytes, bool(container.meta.get("binary")))
     except RuntimeError:
         raise InputError(f"{name}: the faiss index inside cannot be read; rebuild it with vecpipe build-index") from None
     if index.ntotal != len(container.ids):
         raise InputError(f"{name}: index holds {index.ntotal} vectors but {len(container.ids)} ids; rebuild it")
-    return LoadedIndex(index=index, ids=container.ids, meta=container.meta, name=name)
+    return LoadedIndex(index=index, ids=container.ids, meta=container.meta, name=name, keep=(*keep, container.mapping))
 
 
 def load_index(path: str | Path, threads: int | None = None, name: str | None = None) -> LoadedIndex:

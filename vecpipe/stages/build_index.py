@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 from vecpipe.errors import UsageError
 from vecpipe.formats import registry, vpi
-from vecpipe.formats.vectors import read_vectors
-from vecpipe.index.build import DEFAULT_TRAIN_SIZE, build_index
+from vecpipe.formats.vectors import collect_vectors, iter_vectors
+from vecpipe.index.build import DEFAULT_TRAIN_SIZE, build_flat, build_index
 from vecpipe.index.specs import applies, parse_spec
 from vecpipe.metric import check_metric
 from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
@@ -31,6 +32,7 @@ class BuildIndex(Stage):
     nprobe: int | None = rec(None)
     ef_search: int | None = rec(None)
     threads: int | None = rec(None)
+    deterministic: bool = rec(False, omit_default=True)
     compress: bool = rec(True)
 
     def check(self) -> None:
@@ -42,11 +44,21 @@ class BuildIndex(Stage):
                 raise UsageError(f"{option} does not apply to --spec {self.spec!r}: it sets the search default of {what} indexes only")
 
     def run(self, ctx: Context) -> dict[str, Any]:
-        vecs = read_vectors(ctx.input("vectors"))
-        built = build_index(vecs, spec=self.spec, metric=self.metric, train_size=self.train_size, seed=self.seed,
-                            nprobe=self.nprobe, ef_search=self.ef_search, threads=self.threads, on_progress=ctx.note)
+        source = ctx.input("vectors")
+        batches = iter_vectors(source, unique=False)
+        first = next(batches)
+        rest = itertools.chain([first], batches)
+        if self.spec == "Flat" and first[1].dtype.kind == "f" and not isinstance(first[2].get("compression"), dict):
+            built = build_flat(rest, source.name, self.metric, self.train_size, self.seed)  # streamed: no whole copy
+        else:
+            built = build_index(collect_vectors(source.name, rest), spec=self.spec, metric=self.metric,
+                                train_size=self.train_size, seed=self.seed, nprobe=self.nprobe, ef_search=self.ef_search,
+                                threads=self.threads, on_progress=ctx.note, deterministic=self.deterministic)
         meta = ctx.with_manifest(built.meta)
         dest = ctx.output_path()
-        vpi.write(dest if dest is not None else sys.stdout.buffer, meta, built.ids, built.blob, compress=self.compress)
+        if dest is not None and ctx.target.is_file and built.flat:
+            vpi.write_streamed(dest, meta, built.ids, built.write_to, compress=self.compress)  # no copy of the vectors
+        else:
+            vpi.write(dest if dest is not None else sys.stdout.buffer, meta, built.ids, built.blob, compress=self.compress)
         ctx.done(f"wrote {ctx.target.display}: {meta['count']} vectors, {meta['spec']}, metric {meta['metric']}")
         return meta

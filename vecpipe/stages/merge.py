@@ -80,11 +80,11 @@ class _Shard:
     def _open(self) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         """The schema and batches, noting the end mark (Parquet footer, last Arrow batch)."""
         if self.inp.format == sniff.PARQUET:
-            pf = pq.ParquetFile(self.inp.seekable(), page_checksum_verification=True)
+            pf = pq.ParquetFile(self.inp.arrow_source(), page_checksum_verification=True)
             self.declared = _declared_rows(pf.metadata.metadata)
             return pf.schema_arrow, pf.iter_batches(batch_size=65536)
         if self.inp.format == sniff.ARROW_FILE:
-            reader = ipc.open_file(self.inp.seekable())
+            reader = ipc.open_file(self.inp.arrow_source())
             n = reader.num_record_batches
             if n:
                 self.declared = _declared_rows(reader.get_batch_with_custom_metadata(n - 1).custom_metadata)
