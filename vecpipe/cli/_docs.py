@@ -215,8 +215,11 @@ ENVIRONMENT: list[tuple[str, str]] = [
     ("VECPIPE_HAMMING",
      "faiss: binary flat search uses faiss's Hamming scan instead of vecpipe's blocked numba kernel."),
     ("VECPIPE_CACHE_DIR",
-     "vecpipe's user cache: file fingerprints, models exported by vecpipe model export (models/NAME); "
-     "default $XDG_CACHE_HOME/vecpipe."),
+     "vecpipe's user cache: file fingerprints, models exported by vecpipe model export (models/NAME), the GPU "
+     "forms of models (graphs/); default $XDG_CACHE_HOME/vecpipe."),
+    ("VECPIPE_GPU_ATTENTION",
+     "unfused: the GPU form of a model keeps attention as the model has it instead of one fused "
+     "MultiHeadAttention per block (to rule the fusion out when a CUDA build misbehaves)."),
     ("VECPIPE_NO_STAT_CACHE",
      "1: do not keep input fingerprints in the user cache; every input is hashed again on every run."),
     ("XDG_CACHE_HOME", "Base of the user cache when VECPIPE_CACHE_DIR is unset (default ~/.cache)."),
@@ -247,6 +250,9 @@ FILES: list[tuple[str, str]] = [
      "a later run after a SIGKILL."),
     (".NAME.vecpipe-lock", "Held while NAME is written: one writer per output, a second one waits."),
     ("$VECPIPE_CACHE_DIR/fingerprints.json", "sha256 of input files keyed by their stat, so unchanged files are not read again."),
+    ("$VECPIPE_CACHE_DIR/graphs/",
+     "The GPU form of each model used on a GPU (dequantized, attention fused, fp16 or fp32, pooling inside), one "
+     "file per model sha256, precision and pooling, with its sha256 beside it; rebuilt when damaged."),
 ]
 
 

@@ -19,9 +19,10 @@ def embed(
     pooling: o.PoolingOpt = None,
     max_length: o.MaxLength = None,
     prefix: o.Prefix = "",
-    batch_size: o.EmbedBatch = 32,
+    batch_size: o.EmbedBatch = None,
     threads: o.Threads = None,
     device: o.DeviceOpt = o.Device.auto,
+    precision: o.PrecisionOpt = None,
     id_field: o.IdField = None,
     text_field: o.TextField = None,
     title_field: o.TitleField = None,
@@ -46,6 +47,6 @@ def embed(
 
     run_stage(Embed(
         input=input, output=output, model=str(model) if model else None, pooling=value(pooling), max_length=max_length,
-        prefix=prefix, batch_size=batch_size, fields=Fields(id=id_field, text=text_field, title=title_field),
+        prefix=prefix, batch_size=batch_size, precision=value(precision), fields=Fields(id=id_field, text=text_field, title=title_field),
         shard=shard, skip_bad=skip_bad, format=value(format), threads=threads, checkpoints=not no_checkpoint,
     ), force, quiet, device.value)

@@ -106,8 +106,19 @@ PoolingOpt = Annotated[Pooling | None, typer.Option("--pooling", help="Pooling (
 MaxLength = Annotated[int | None, typer.Option("--max-length", min=1, max=INT_MAX, help="Max tokens per text (default: from the model's "
                                                                                         "config).", show_default=False)]
 Prefix = Annotated[str, typer.Option("--prefix", help="Text prepended to every input, e.g. 'query: ' for E5-style models.")]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="Where the model runs: auto picks cuda when onnxruntime's CUDA provider is installed.")]
-EmbedBatch = Annotated[int, typer.Option("--batch-size", min=1, max=INT_MAX, help="Max texts per model batch.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where the work runs: cuda (models on onnxruntime-gpu, exact scans and rescoring "
+                                          "on CuPy) or cpu; auto takes cuda where it is installed and usable, and says so once.")]
+EmbedBatch = Annotated[int | None, typer.Option("--batch-size", min=1, max=INT_MAX, help="Max texts per model batch (default: 32 on "
+                                                 "the CPU, 256 on a GPU).", show_default=False)]
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+PrecisionOpt = Annotated[Precision | None, typer.Option("--precision", help="The GPU form of the model: fp16 (the GPU's default) or fp32; "
+                                                        "built once and cached. The CPU runs the model as it is.", show_default=False)]
 IdField = Annotated[str | None, typer.Option("--id-field", help="JSONL/Parquet field holding the id (default: _id or id).", show_default=False)]
 TextField = Annotated[str | None, typer.Option("--text-field", help="Field holding the text (default: text).", show_default=False)]
 TitleField = Annotated[str | None, typer.Option("--title-field", help="Field joined before the text with a space (default: title, when "

@@ -24,6 +24,7 @@ def rerank(
                                                                         "extension; Arrow stream on stdout).", show_default=False)] = None,
     tag: Annotated[str, typer.Option("--tag", help="Run tag in TREC output.")] = "vecpipe",
     allow_mismatch: o.AllowMismatch = False,
+    device: o.DeviceOpt = o.Device.auto,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -37,4 +38,4 @@ def rerank(
     run_stage(Rerank(
         run_input=run, vectors=vectors, queries=queries, output=output, k=k, metric=value(metric),
         allow_missing=allow_missing, format=value(format), tag=tag, allow_mismatch=allow_mismatch,
-    ), force, quiet)
+    ), force, quiet, device.value)

@@ -12,6 +12,7 @@ the default model's weights package) happen when an encoder is loaded.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from vecpipe.encode.base import Encoder, ProgressFn
 from vecpipe.encode.model import DEFAULT_NAME, DEFAULT_SHA256, ModelSpec, resolve_model
@@ -32,23 +33,28 @@ def load_encoder(
     pooling: str | None = None,
     max_length: int | None = None,
     prefix: str = "",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     threads: int | None = None,
     device: str = "auto",
     normalize: bool | None = None,
     *,
     max_batch_tokens: int | None = None,
     window: int | None = None,
+    precision: str | None = None,
+    on_note: Callable[[str], object] | None = None,
 ) -> Encoder:
     """Resolve, verify and open a model.
 
     ``model``: None for the default model, else a directory with ``model.onnx`` and
     ``tokenizer.json``. ``pooling``/``max_length``: None to take them from the model's
     sentence-transformers config (mean pooling and 512 tokens when absent). ``prefix`` is
-    prepended to every text. ``batch_size``: most texts per inference batch; ``max_batch_tokens``
+    prepended to every text. ``batch_size``: most texts per inference batch (None: 32 on the CPU, 256
+    on a GPU); ``max_batch_tokens``
     additionally caps padded tokens per batch. ``window``: how many texts are gathered, sorted by
     length and batched together (bounds memory and read-ahead). ``threads``: onnxruntime intra-op
-    threads (None: all cores). ``device``: auto, cpu or cuda. ``normalize``: L2-normalise the vectors
+    threads (None: all cores). ``device``: auto, cpu or cuda. ``precision``: the GPU form of the model
+    (:mod:`vecpipe.encode.gpu_graph`), fp16 by default on a GPU; fp16 on the CPU is a usage error.
+    ``on_note``: called with one-line notes (building the GPU form). ``normalize``: L2-normalise the vectors
     (None: as the model says — a sentence-transformers model ending in a Normalize module, or a model
     exported by ``vecpipe model export``, records it — and True when it says nothing).
 
@@ -69,4 +75,6 @@ def load_encoder(
         normalize=normalize if normalize is not None else (spec.normalize if spec.normalize is not None else True),
         max_batch_tokens=max_batch_tokens,
         window=window,
+        precision=precision,
+        on_note=on_note,
     )

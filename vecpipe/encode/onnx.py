@@ -19,8 +19,10 @@ Pooling (mean over the attention mask, CLS, or max) and L2 normalisation are don
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +40,11 @@ from vecpipe.errors import InputError, ModelError, UsageError
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_WINDOW = 2048
 DEFAULT_MAX_BATCH_TOKENS = 4096
+DEFAULT_BATCH_SIZE = 32
+#: On a GPU: big batches (up to 256 texts of 256 tokens), windows of 16k texts tokenized ahead.
+GPU_WINDOW = 16384
+GPU_MAX_BATCH_TOKENS = 65536
+GPU_BATCH_SIZE = 256
 
 
 def cpu_count() -> int:
@@ -124,13 +131,15 @@ class OnnxEncoder(Encoder):
         pooling: str | None = None,
         max_length: int | None = None,
         prefix: str = "",
-        batch_size: int = 32,
+        batch_size: int | None = None,
         threads: int | None = None,
         device: str = "auto",
         normalize: bool = True,
         max_batch_tokens: int | None = None,
         window: int | None = None,
         rewrite: bool = True,
+        precision: str | None = None,
+        on_note: Any = None,
     ) -> None:
         if pooling is not None and pooling not in POOLINGS:
             raise UsageError(f"--pooling {pooling}: expected one of {', '.join(POOLINGS)}")
@@ -142,8 +151,10 @@ class OnnxEncoder(Encoder):
                     f"--max-length {max_length}: the model {spec.name} has "
                     f"{spec.max_positions} positions at most"
                 )
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+        if precision is not None and precision not in ("fp32", "fp16"):
+            raise UsageError(f"--precision {precision}: expected fp32 or fp16")
         if threads is not None and threads < 1:
             raise UsageError(f"--threads {threads}: must be at least 1")
         if device not in DEVICES:
@@ -155,17 +166,31 @@ class OnnxEncoder(Encoder):
         self.pooling = pooling or spec.pooling
         self.max_length = int(max_length or spec.max_length)
         self.prefix = prefix
-        self.batch_size = int(batch_size)
         self.normalize = bool(normalize)
-        self.max_batch_tokens = int(max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS)
-        self.window = int(window or max(DEFAULT_WINDOW, self.batch_size))
         self.threads = int(threads or cpu_count())
+        self._providers = providers_for(device)
+        #: where the model runs: "cuda" when onnxruntime's CUDA provider leads, else "cpu"
+        self.device = "cuda" if self._providers[0] == "CUDAExecutionProvider" else "cpu"
+        if precision == "fp16" and self.device != "cuda":
+            raise UsageError("--precision fp16 runs on a GPU only (--device cuda); on the CPU vecpipe runs fp32")
+        #: None for the model as it is (CPU); "fp32"/"fp16" for its GPU form (gpu_graph.py)
+        self.precision = (precision or "fp16") if self.device == "cuda" else None
+        gpu = self.device == "cuda"
+        self.batch_size = int(batch_size or (GPU_BATCH_SIZE if gpu else DEFAULT_BATCH_SIZE))
+        self.max_batch_tokens = int(max_batch_tokens or (GPU_MAX_BATCH_TOKENS if gpu else DEFAULT_MAX_BATCH_TOKENS))
+        self.window = int(window or max(GPU_WINDOW if gpu else DEFAULT_WINDOW, self.batch_size))
+        self.prepare_threads = 2 if gpu else 1
 
         self._tokenizer = self._load_tokenizer(spec.tokenizer_path)
-        self._providers = providers_for(device)
-        self._session, self.rewritten = open_session(
-            spec.onnx_path, self._providers, self.threads, rewrite=rewrite
-        )
+        if self.precision is not None:
+            from vecpipe.encode.gpu_graph import cached_graph
+
+            graph = cached_graph(spec, self.precision, self.pooling, note=on_note)
+            self._session, self.rewritten = open_session(graph, self._providers, self.threads, rewrite=False)
+        else:
+            self._session, self.rewritten = open_session(
+                spec.onnx_path, self._providers, self.threads, rewrite=rewrite
+            )
         self._input_names = [i.name for i in self._session.get_inputs()]
         known = {"input_ids", "attention_mask", "token_type_ids"}
         unknown = [n for n in self._input_names if n not in known]
@@ -192,6 +217,7 @@ class OnnxEncoder(Encoder):
         # pad dynamically (ourselves, per batch) and truncate at our max length.
         tok.no_padding()
         tok.enable_truncation(max_length=self.max_length)
+        self._cut_chars = cut_chars(tok, self.max_length)
         pad_id = tok.token_to_id("[PAD]")
         if pad_id is None:
             pad_id = tok.token_to_id("<pad>")
@@ -214,7 +240,7 @@ class OnnxEncoder(Encoder):
 
     @property
     def info(self) -> dict[str, Any]:
-        return {
+        info = {
             "name": self.spec.name,
             "sha256": self.spec.sha256,
             "pooling": self.pooling,
@@ -223,6 +249,10 @@ class OnnxEncoder(Encoder):
             "normalize": self.normalize,
             "dim": self._dim,
         }
+        if self.precision is not None:  # the GPU form: vectors equal the CPU's within fp16 rounding
+            info["precision"] = self.precision
+            info["device"] = self.device
+        return info
 
     @property
     def providers(self) -> list[str]:
@@ -258,13 +288,28 @@ class OnnxEncoder(Encoder):
             return False
 
         def produce() -> None:
+            # Windows are read in order and prepared (tokenized, padded) by ``prepare_threads``
+            # workers, handed over in order: on a GPU two windows are prepared at once, so the
+            # Python half of one (ids, padding) overlaps the tokenizer's parallel half of the other.
+            from concurrent.futures import ThreadPoolExecutor
+
+            pending: collections.deque[Any] = collections.deque()
             try:
-                for window in self._windows(source):
-                    if not put(window):
-                        return
+                with ThreadPoolExecutor(max_workers=self.prepare_threads, thread_name_prefix="vecpipe-prepare") as pool:
+                    for sizes, texts in self._windows(source):
+                        pending.append(pool.submit(self._prepare, sizes, texts))
+                        while len(pending) >= self.prepare_threads:
+                            if not put(pending.popleft().result()):
+                                return
+                    while pending:
+                        if not put(pending.popleft().result()):
+                            return
                 put(_DONE)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
                 put(exc)
+            finally:
+                for fut in pending:
+                    fut.cancel()
 
         worker = threading.Thread(target=produce, name="vecpipe-tokenize", daemon=True)
         worker.start()
@@ -298,7 +343,7 @@ class OnnxEncoder(Encoder):
                 pass
             worker.join(timeout=1)
 
-    def _windows(self, source: Iterator[Sequence[str]]) -> Iterator[_Window]:
+    def _windows(self, source: Iterator[Sequence[str]]) -> Iterator[tuple[list[int], list[str]]]:
         sizes: list[int] = []
         texts: list[str] = []
         seen = 0  # texts in earlier windows, for error messages
@@ -317,15 +362,15 @@ class OnnxEncoder(Encoder):
             texts.extend(lst)
             if len(texts) >= self.window:
                 seen += len(texts)
-                yield self._prepare(sizes, texts)
+                yield sizes, texts
                 sizes, texts = [], []
         if sizes:
-            yield self._prepare(sizes, texts)
+            yield sizes, texts
 
     def _prepare(self, sizes: list[int], texts: list[str]) -> _Window:
         if self.prefix:
             texts = [self.prefix + t for t in texts]
-        encs = self._tokenizer.encode_batch(texts, add_special_tokens=True) if texts else []
+        encs = self._encode(texts) if texts else []
         ids = [e.ids for e in encs]
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         # Longest first: a batch's first text sets its padded length.
@@ -348,6 +393,26 @@ class OnnxEncoder(Encoder):
             )
             i += take
         return _Window(sizes=sizes, n_texts=n, batches=batches)
+
+    def _encode(self, texts: list[str]) -> list[Any]:
+        """Token ids of each text, truncated at the maximum length. Where the tokenizer splits on
+        whitespace before anything else (BERT's WordPiece), a text far longer than the maximum is
+        tokenized from a prefix cut at whitespace: its tokens are the first tokens of the whole
+        text, so when the prefix fills the maximum length the result is the same; a prefix that
+        does not is tokenized again whole. This saves the tokenizer the part that truncation drops."""
+        cut_at = self._cut_chars
+        if not cut_at:
+            return list(self._tokenizer.encode_batch(texts, add_special_tokens=True))
+        cut = []
+        for t in texts:
+            m = _WHITESPACE.search(t, cut_at) if len(t) > cut_at else None
+            cut.append(t[: m.start()] if m else t)
+        encs = list(self._tokenizer.encode_batch(cut, add_special_tokens=True))
+        again = [i for i, (c, t, e) in enumerate(zip(cut, texts, encs)) if c is not t and len(e.ids) < self.max_length]
+        if again:
+            for i, e in zip(again, self._tokenizer.encode_batch([texts[i] for i in again], add_special_tokens=True)):
+                encs[i] = e
+        return encs
 
     def _pad(self, seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         width = max((len(s) for s in seqs), default=1) or 1
@@ -395,6 +460,37 @@ class OnnxEncoder(Encoder):
         if self.normalize:
             vecs = l2_normalize(vecs)
         return vecs
+
+
+_WHITESPACE = re.compile(r"\s")
+#: Pre-tokenizers that split on whitespace first: a text cut at whitespace tokenizes to a prefix of
+#: the whole text's tokens (normalizers of these tokenizers work character by character).
+_SPLITTING = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
+_LOCAL_NORMALIZERS = {"BertNormalizer", "Lowercase", "NFD", "NFKD", "NFC", "NFKC", "StripAccents"}
+#: Characters kept per token of the maximum length before a text is cut (SciFact averages 4.4
+#: characters a token; a prefix too short to fill the maximum is tokenized again whole).
+CUT_CHARS_PER_TOKEN = 6
+
+
+def cut_chars(tokenizer: Any, max_length: int) -> int:
+    """Characters after which texts may be cut before tokenizing (0: never), see ``_encode``."""
+    import json
+
+    try:
+        spec = json.loads(tokenizer.to_str())
+    except (ValueError, AttributeError):
+        return 0
+    pre = spec.get("pre_tokenizer") or {}
+    kinds = [p.get("type") for p in pre.get("pretokenizers", [])] if pre.get("type") == "Sequence" else [pre.get("type")]
+    if not kinds or kinds[0] not in _SPLITTING:
+        return 0
+    if any(any(ch.isspace() for ch in str(t.get("content", ""))) for t in spec.get("added_tokens") or []):
+        return 0  # an added token with a space in it could straddle the cut
+    norm = spec.get("normalizer") or {}
+    norms = norm.get("normalizers", []) if norm.get("type") == "Sequence" else [norm] if norm else []
+    if any(n.get("type") not in _LOCAL_NORMALIZERS for n in norms):
+        return 0
+    return CUT_CHARS_PER_TOKEN * max_length
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:

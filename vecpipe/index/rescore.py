@@ -146,8 +146,21 @@ class DocVectors:
                     yield got
 
 
-def score_pairs(docs: DocVectors, queries: np.ndarray, pair_q: np.ndarray, pair_doc: pa.Array, metric: str) -> np.ndarray:
-    """Exact scores (higher is better) of (query row, docid) pairs; NaN where the docid is missing."""
+def array_module(device: str) -> Any:
+    """CuPy for ``cuda`` (or ``auto`` where it finds a GPU), else None (NumPy on the CPU)."""
+    if device == "cpu":
+        return None
+    from vecpipe.index import gpu
+
+    if device == "cuda":
+        return gpu.require_cupy()
+    return gpu.cupy_or_reason()[0]
+
+
+def score_pairs(docs: DocVectors, queries: np.ndarray, pair_q: np.ndarray, pair_doc: pa.Array, metric: str,
+                xp: Any = None) -> np.ndarray:
+    """Exact scores (higher is better) of (query row, docid) pairs; NaN where the docid is missing.
+    With ``xp`` (CuPy), each chunk of fetched vectors is scored on the GPU."""
     if isinstance(pair_doc, pa.ChunkedArray):
         pair_doc = pair_doc.combine_chunks()
     pair_doc = pair_doc.cast(pa.string())
@@ -176,6 +189,11 @@ def score_pairs(docs: DocVectors, queries: np.ndarray, pair_q: np.ndarray, pair_
         first = np.repeat(starts[u_idx] - (np.cumsum(counts) - counts), counts)
         sel = order[first + np.arange(total)]
         row_of = np.repeat(np.arange(len(u_idx)), counts)
+        if xp is not None:
+            from vecpipe.index.gpu import pair_scores
+
+            scores[sel] = pair_scores(xp, q, rows, pair_q[sel], row_of, metric)
+            continue
         for s in range(0, len(sel), PAIR_CHUNK):
             ps, rs = sel[s : s + PAIR_CHUNK], row_of[s : s + PAIR_CHUNK]
             qv, dv = q[pair_q[ps]], rows[rs]
@@ -202,10 +220,12 @@ def rescore_metric(docs: DocVectors, metric: str | None = None) -> str:
 class Rescorer:
     """Second stage of search: exact scores for the candidates of each query batch, k kept."""
 
-    def __init__(self, path: str | Path, multiplier: int = 4, metric: str | None = None, name: str | None = None):
+    def __init__(self, path: str | Path, multiplier: int = 4, metric: str | None = None, name: str | None = None,
+                 device: str = "cpu"):
         self.docs = DocVectors(path, name)
         self.multiplier = multiplier
         self.metric = rescore_metric(self.docs, metric)
+        self.xp = array_module(device)
 
     def rescore(self, qids: pa.Array, queries: np.ndarray, labels: np.ndarray, ids: pa.Array, k: int) -> pa.RecordBatch:
         if queries.dtype.kind != "f":
@@ -213,7 +233,7 @@ class Rescorer:
         valid = labels >= 0
         pair_q = np.repeat(np.arange(len(qids)), valid.sum(axis=1))
         pair_doc = ids.take(pa.array(labels[valid].astype(np.int64)))
-        scores = score_pairs(self.docs, queries, pair_q, pair_doc, self.metric)
+        scores = score_pairs(self.docs, queries, pair_q, pair_doc, self.metric, self.xp)
         missing = int(np.isnan(scores).sum())
         if missing:
             raise InputError(f"{self.docs.name}: {missing} candidate ids from the index are not in this file; "
@@ -223,7 +243,8 @@ class Rescorer:
 
 
 def rerank(table: pa.Table, docs: DocVectors, qv: Vectors, k: int, allow_missing: bool = False,
-           metric: str | None = None, on_note: Any = None, allow_mismatch: bool = False) -> tuple[pa.Table, dict[str, Any]]:
+           metric: str | None = None, on_note: Any = None, allow_mismatch: bool = False,
+           device: str = "cpu") -> tuple[pa.Table, dict[str, Any]]:
     """Rescore a run exactly with full-precision vectors; returns (run table, run metadata)."""
     if k < 1:
         raise InputError("-k must be at least 1")
@@ -246,7 +267,7 @@ def rerank(table: pa.Table, docs: DocVectors, qv: Vectors, k: int, allow_missing
     metric = rescore_metric(docs, metric)
     keep_q = np.asarray(q_row.is_valid())
     pair_q = np.asarray(q_row.fill_null(0)).astype(np.int64)
-    scores = score_pairs(docs, qv.matrix, pair_q, doc_col, metric)
+    scores = score_pairs(docs, qv.matrix, pair_q, doc_col, metric, array_module(device))
     scores[~keep_q] = np.nan
     missing_d = np.isnan(scores) & keep_q
     if missing_d.any() and not allow_missing:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ class LoadedIndex:
 
     def __post_init__(self) -> None:
         self._scan: HammingScan | None = None
+        self._gpu: Any = None  # vecpipe.index.gpu.Scan when searching on a GPU
         # Position of each stored id in sorted order: ties are broken by docid, ascending.
         order = np.argsort(np.asarray(self.ids.to_numpy(zero_copy_only=False), dtype=object), kind="stable")
         self._id_rank = np.empty(len(order), dtype=np.int64)
@@ -69,6 +70,30 @@ class LoadedIndex:
                 f"{isource} dimensions (Matryoshka truncation differs); give the queries as embedded, or --allow-mismatch"
             )
 
+    def use_device(self, device: str, note: Callable[[str], object] | None = None) -> str:
+        """Scan on the GPU for ``cuda`` (or ``auto`` where CuPy finds one) when the index is flat;
+        returns where the search runs. Other kinds stay on the CPU with a note."""
+        if device == "cpu":
+            return "cpu"
+        from vecpipe.index import gpu
+
+        if device == "cuda":
+            xp = gpu.require_cupy()
+        else:
+            xp, _ = gpu.cupy_or_reason()
+            if xp is None:
+                return "cpu"
+        corpus = gpu.corpus_of(self.index, self.metric)
+        if corpus is None:
+            if note:
+                note(f"{self.name} ({self.meta.get('spec')}) is searched on the CPU: vecpipe scans flat float, fp16, SQ8 and "
+                     "binary indexes on the GPU, and faiss's GPU build is not installed")
+            return "cpu"
+        self._gpu = gpu.Scan(corpus, xp)
+        if device == "auto" and note:
+            note("--device auto: searching on CUDA")
+        return "cuda"
+
     def applies(self, param: str) -> bool:
         """Whether a search parameter (``nprobe``, ``efSearch``) means anything for this index."""
         return param in (self.meta.get("search_params") or {})
@@ -93,6 +118,14 @@ class LoadedIndex:
 
             queries = encode_queries(queries, self.meta, qmeta, self.name)
         k_eff = min(k, self.index.ntotal)
+        if self._gpu is not None:
+            if self.binary:
+                from vecpipe.index.compressed import pad_codes
+
+                q = pad_codes(queries, self.index.code_size)
+            else:
+                q = prepare(queries, self.metric)
+            return self.order(*self._gpu.search(q, k_eff))
         if self.binary:
             from vecpipe.index.compressed import pad_codes
 

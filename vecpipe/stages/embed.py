@@ -14,6 +14,7 @@ batches within a block only). Blocks are what make long jobs safe to interrupt a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata, sniff
 from vecpipe.formats.records import Fields, read_records
 from vecpipe.formats.vectors import vectors_batch, vectors_schema
+from vecpipe.pipeline.background import Background
 from vecpipe.pipeline.progress import Progress
 from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
 
@@ -133,6 +135,12 @@ def model_ref(model: str | Path | None) -> dict[str, str]:
     return {"name": spec.name, "sha256": spec.sha256}
 
 
+def announce_device(ctx: Context, encoder: Any) -> None:
+    """``--device auto`` says once on stderr when it took the GPU."""
+    if ctx.device == "auto" and getattr(encoder, "device", "cpu") == "cuda":
+        ctx.note(f"--device auto: the model runs on CUDA ({getattr(encoder, 'precision', None) or 'fp32'})")
+
+
 @dataclass
 class Embed(Stage):
     """Embed text records (BEIR/generic JSONL, TSV, Parquet, Arrow) into a vectors table."""
@@ -146,7 +154,8 @@ class Embed(Stage):
     pooling: str | None = rec(None)
     max_length: int | None = rec(None)
     prefix: str = rec("")
-    batch_size: int = rec(32)
+    batch_size: int | None = rec(None, omit_default=True)
+    precision: str | None = rec(None, omit_default=True)
     fields: Fields = rec(Fields())
     shard: str | None = rec(None)
     skip_bad: bool = rec(False)
@@ -167,7 +176,9 @@ class Embed(Stage):
 
         shard = parse_shard(self.shard)
         encoder = load_encoder(model=self.model, pooling=self.pooling, max_length=self.max_length, prefix=self.prefix,
-                               batch_size=self.batch_size, threads=self.threads, device=ctx.device)
+                               batch_size=self.batch_size, threads=self.threads, device=ctx.device, precision=self.precision,
+                               on_note=ctx.note)
+        announce_device(ctx, encoder)
         skipped: list[str] = []
 
         def on_bad(where: str, reason: str) -> None:
@@ -209,13 +220,18 @@ class Embed(Stage):
                 def worker(batches: Any) -> Iterator[tuple[pa.Array, Any]]:
                     return embed_records(encoder, batches, progress)
 
-                for ids, matrix in ctx.engine.map_batches(lambda: worker, records):
-                    out_batch = vectors_batch(ids, matrix, sink.schema)
+                def save(index: int, batch: pa.RecordBatch) -> None:
                     if ckpt:
-                        ckpt.save(k, out_batch)
-                    k += 1
-                    out.write(out_batch)
-                    counts["embedded"] += out_batch.num_rows
+                        ckpt.save(index, batch)
+                    out.write(batch)
+
+                # the blocks are written by a background thread while the encoder works on the next
+                with Background() as writer:
+                    for ids, matrix in ctx.engine.map_batches(lambda: worker, records):
+                        out_batch = vectors_batch(ids, matrix, sink.schema)
+                        writer.submit(functools.partial(save, k, out_batch))
+                        k += 1
+                        counts["embedded"] += out_batch.num_rows
                 if isinstance(out, _ShardEnd):
                     out.finish()
                 counts["rows"] = sink.rows

