@@ -365,7 +365,7 @@ def test_long_texts_are_tokenized_from_a_prefix_with_the_same_ids():
 
     enc = load_encoder(device="cpu", max_length=16)
     assert enc._cut_chars == 6 * 16
-    words = "the quick brown fox jumps over the lazy dog".split()
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
     texts = [" ".join(words * 40), "x" * 500, " ".join(["a"] * 200), "   " + "word " * 10, "short text", "é" * 90 + " tail"]
     cut = enc._encode(texts)
     whole = enc._tokenizer.encode_batch(texts)

@@ -28,6 +28,7 @@ from hostile_fixtures import (
     QIDS,
     QRELS_ROWS,
     QUERIES,
+    RUN2_ROWS,
     RUN_ROWS,
     SHA_B,
     WEIRD,
@@ -68,7 +69,7 @@ from hostile_harness import (
 )
 
 CASES: list[Case] = []
-WRITERS = ("embed", "quantize", "binarize", "build-index", "search", "rerank", "eval", "merge")
+WRITERS = ("embed", "quantize", "binarize", "build-index", "search", "rerank", "eval", "merge", "fuse")
 
 
 def add(id: str, cls: int, cmd: str, setup, expect, skip=None, note: str = "") -> None:
@@ -174,6 +175,22 @@ def _sanity_rerank(data: bytes, ctx: Ctx) -> None:
     check_topk(rows, QIDS, QUERIES, DOC_IDS, DOCS, 5, "rerank")
 
 
+def _sanity_fuse(data: bytes, ctx: Ctx) -> None:
+    """Reciprocal rank fusion (k 60) of the two runs, computed here, ties by docid."""
+    fused: dict[tuple[str, str], float] = {}
+    for rows in (RUN_ROWS, RUN2_ROWS):
+        for qid, docid, rank, _score in rows:
+            fused[(qid, docid)] = fused.get((qid, docid), 0.0) + 1.0 / (60 + rank)
+    t = read_any_table(data)
+    got = list(zip(*(t.column(c).to_pylist() for c in ("qid", "docid", "rank", "score"))))
+    want = []
+    for qid in QIDS:
+        docs = sorted(((-s, d) for (q, d), s in fused.items() if q == qid))
+        want += [(qid, d, r + 1, -s) for r, (s, d) in enumerate(docs[:100])]
+    if [g[:3] for g in got] != [w[:3] for w in want] or not np.allclose([g[3] for g in got], [w[3] for w in want], rtol=1e-5):
+        fail("fuse: the run is not the reciprocal rank fusion of the inputs")
+
+
 def _sanity_eval(data: bytes, ctx: Ctx) -> None:
     check_eval_text(data.decode(), RUN_ROWS, QRELS_ROWS)
 
@@ -223,6 +240,8 @@ W = {
                    "ref-eval.tsv", _sanity_eval),
     "merge": Writer("merge", ".parquet", ("s0.parquet", "s1.parquet"),
                     lambda ctx: ["merge", "s0.parquet", "s1.parquet"], "table", "", _sanity_merge),
+    "fuse": Writer("fuse", ".parquet", ("run.parquet", "run2.parquet"),
+                   lambda ctx: ["fuse", "run.parquet", "run2.parquet"], "table", "ref-fuse.parquet", _sanity_fuse),
 }
 
 

@@ -473,6 +473,15 @@ def _run(sh, path):
     pq.write_table(run_table(RUN_ROWS), path)
 
 
+#: A second run of the same queries for fuse: the exact top K under L2 instead of inner product.
+RUN2_ROWS = topk_rows(QIDS, -((QUERIES[:, None, :] - DOCS[None, :, :]) ** 2).sum(-1), DOC_IDS, K)
+
+
+@R("run2.parquet")
+def _run2(sh, path):
+    pq.write_table(run_table(RUN2_ROWS), path)
+
+
 @R("run.trec")
 def _run_trec(sh, path):
     path.write_text(trec_text(RUN_ROWS))
@@ -647,6 +656,12 @@ def _ref_rerank(sh, path):
 def _ref_rerank_trec(sh, path):
     sh.get("run.parquet"), sh.get("docs.parquet"), sh.get("queries.parquet")
     _vp_build(sh, path, "rerank", "run.parquet", "--vectors", "docs.parquet", "--queries", "queries.parquet", "-k", "5")
+
+
+@R("ref-fuse.parquet")
+def _ref_fuse(sh, path):
+    sh.get("run.parquet"), sh.get("run2.parquet")
+    _vp_build(sh, path, "fuse", "run.parquet", "run2.parquet")
 
 
 @R("ref-eval.tsv")

@@ -136,6 +136,8 @@ EXAMPLES: dict[str | None, list[tuple[str, str]]] = {
     ],
     "build-index": [
         ("An HNSW graph over float vectors.", "vecpipe build-index docs.vec.parquet --spec HNSW32 -o docs.vpi"),
+        ("A BM25 index over the texts themselves (searched with query texts), BM25+ without stemming.",
+         "vecpipe build-index corpus.jsonl --spec BM25 --bm25-method bm25+ --stemmer none -o docs.bm25.vpi"),
         ("An IVF index with product-quantized codes, inner product.",
          "vecpipe build-index docs.vec.parquet --spec IVF1024,PQ48 --metric ip -o docs-ivfpq.vpi"),
         ("A binary index over 1-bit codes (Hamming distance).",
@@ -185,6 +187,15 @@ EXAMPLES: dict[str | None, list[tuple[str, str]]] = {
         ("In a pipe, then evaluated.",
          "vecpipe search queries.vec.parquet --index docs.b1.vpi -k 400 | vecpipe rerank --vectors docs.vec.arrow "
          "--queries queries.vec.parquet -k 100 | vecpipe eval --qrels qrels/test.tsv"),
+    ],
+    "fuse": [
+        ("BM25 and dense search fused by per-query z-scores, then evaluated.",
+         "vecpipe build-index corpus.jsonl --spec BM25 -o docs.bm25.vpi\n"
+         "vecpipe search queries.jsonl --index docs.bm25.vpi -k 100 -o bm25.parquet\n"
+         "vecpipe search queries.vec.parquet --index docs.vpi -k 100 -o dense.parquet\n"
+         "vecpipe fuse bm25.parquet dense.parquet --method zscore | vecpipe eval --qrels qrels/test.tsv"),
+        ("Reciprocal rank fusion of three runs, the second weighted double, ten kept, as TREC text.",
+         "vecpipe fuse a.trec b.trec c.parquet --weights 1,2,1 -k 10 -o fused.trec"),
     ],
     "model": [
         ("Export a sentence-transformers model from the hub into the model cache, then embed with it by name.",

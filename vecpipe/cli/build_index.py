@@ -28,6 +28,18 @@ def build_index(
     deterministic: Annotated[bool, typer.Option("--deterministic", help="Build HNSW graphs on one thread, so the same input "
                                                 "gives the same bytes (slower; reruns rely on manifests, not on bytes).")] = False,
     no_compress: Annotated[bool, typer.Option("--no-compress", help="Store the index uncompressed (larger file, loads without decompression).")] = False,
+    k1: Annotated[float | None, typer.Option("--k1", help="BM25 term-frequency saturation (--spec BM25; default 1.2).", show_default=False)] = None,
+    b: Annotated[float | None, typer.Option("--b", help="BM25 length normalisation, 0..1 (--spec BM25; default 0.75).", show_default=False)] = None,
+    bm25_method: Annotated[o.Bm25Method | None, typer.Option("--bm25-method", help="BM25 variant (--spec BM25; default lucene).",
+                                                             show_default=False)] = None,
+    stemmer: Annotated[str | None, typer.Option("--stemmer", help="Snowball stemmer language, or none (--spec BM25; default english).",
+                                                show_default=False)] = None,
+    stopwords: Annotated[str | None, typer.Option("--stopwords", help="Stopword list language, or none (--spec BM25; default english).",
+                                                  show_default=False)] = None,
+    id_field: o.IdField = None,
+    text_field: o.TextField = None,
+    title_field: o.TitleField = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="--spec BM25: skip malformed records and list them on stderr.")] = False,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -35,10 +47,17 @@ def build_index(
 
     Builds use every core (or --threads). HNSW graphs built on several threads depend on their timing:
     --deterministic builds them on one thread, so the same input gives the same bytes.
+
+    --spec BM25 builds a BM25 index over text records instead (BEIR/generic JSONL, TSV, Parquet,
+    Arrow, as embed reads them), searched with query texts: bm25s's scoring and tokenizer (lowercase,
+    words of two characters or more, stopwords) with a Snowball stemmer.
     """
+    from vecpipe.formats.records import Fields
     from vecpipe.stages.build_index import BuildIndex
 
     run_stage(BuildIndex(
         vectors=vectors, output=output, spec=spec, metric=value(metric), train_size=train_size, seed=seed,
         nprobe=nprobe, ef_search=ef_search, threads=threads, deterministic=deterministic, compress=not no_compress,
+        k1=k1, b=b, bm25_method=value(bm25_method), stemmer=stemmer, stopwords=stopwords,
+        fields=Fields(id=id_field, text=text_field, title=title_field), skip_bad=skip_bad,
     ), force, quiet)

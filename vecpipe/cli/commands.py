@@ -6,6 +6,7 @@ from vecpipe.cli import (  # noqa: F401 - imported for the commands they registe
     completions,
     embed,
     eval,
+    fuse,
     inspect,
     merge,
     model,

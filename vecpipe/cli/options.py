@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vecpipe.errors import UsageError
 from vecpipe.formats import registry
 
 #: Numeric options reach C code (faiss, onnxruntime) as C ints: larger values are usage errors.
@@ -110,6 +111,35 @@ DeviceOpt = Annotated[Device, typer.Option("--device", help="Where the work runs
                                           "on CuPy) or cpu; auto takes cuda where it is installed and usable, and says so once.")]
 EmbedBatch = Annotated[int | None, typer.Option("--batch-size", min=1, max=INT_MAX, help="Max texts per model batch (default: 32 on "
                                                  "the CPU, 256 on a GPU).", show_default=False)]
+
+
+class FuseMethod(str, Enum):
+    rrf = "rrf"
+    zscore = "zscore"
+    minmax = "minmax"
+    combsum = "combsum"
+    combmnz = "combmnz"
+
+
+class Bm25Method(str, Enum):
+    lucene = "lucene"
+    robertson = "robertson"
+    atire = "atire"
+    bm25l = "bm25l"
+    bm25plus = "bm25+"
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    """``--weights 0.3,0.7`` as floats (None when not given); a word that is not a number is a usage error."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise UsageError(f"--weights {text}: give numbers separated by commas, one per run (not {part.strip()!r})") from None
+    return out
 
 
 class Precision(str, Enum):

@@ -120,6 +120,8 @@ def _model_name(meta: dict[str, Any]) -> str | None:
 
 
 def _index_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    if meta.get("index_kind") == "bm25":
+        return {"spec": "BM25", "count": meta.get("count"), "bm25": meta.get("bm25")}
     return {"spec": meta.get("spec"), "metric": meta.get("metric"), "count": meta.get("count"), "dim": meta.get("dim"),
             "model": _model_name(meta)}
 
@@ -455,8 +457,13 @@ def _summary_lines(info: dict[str, Any]) -> list[str]:
         lines.append("vectors: " + ", ".join(parts))
     if "index" in info:
         i = info["index"]
-        lines.append(f"index: {i.get('spec')}, metric {i.get('metric')}, {i.get('count')} vectors of dim {i.get('dim')}"
-                     + (f", model {i['model']}" if i.get("model") else ""))
+        if i.get("bm25"):
+            p = i["bm25"]
+            lines.append(f"index: BM25 ({p.get('method')}, k1 {p.get('k1')}, b {p.get('b')}, stemmer {p.get('stemmer')}, stopwords "
+                         f"{p.get('stopwords')}) over {i.get('count')} documents, {p.get('vocabulary')} terms")
+        else:
+            lines.append(f"index: {i.get('spec')}, metric {i.get('metric')}, {i.get('count')} vectors of dim {i.get('dim')}"
+                         + (f", model {i['model']}" if i.get("model") else ""))
     if "run" in info:
         r = info["run"]
         d = r["depth"]

@@ -28,8 +28,15 @@ def _load_faiss(container: vpi.Container, name: str) -> Any:
     return load_faiss(container, name)
 
 
+def _load_bm25(container: vpi.Container, name: str) -> Any:
+    from vecpipe.index.bm25 import load
+
+    return load(container, name)
+
+
 #: Tried in order; the first kind whose ``accepts`` takes the metadata loads the index.
 KINDS: list[IndexKind] = [
+    IndexKind("bm25", lambda meta: meta.get("index_kind") == "bm25", _load_bm25),
     IndexKind("faiss-binary", lambda meta: bool(meta.get("binary")), _load_faiss),
     IndexKind("faiss", lambda meta: meta.get("kind") in (None, "index"), _load_faiss),
 ]

@@ -38,10 +38,7 @@ class LoadedIndex:
     def __post_init__(self) -> None:
         self._scan: HammingScan | None = None
         self._gpu: Any = None  # vecpipe.index.gpu.Scan when searching on a GPU
-        # Position of each stored id in sorted order: ties are broken by docid, ascending.
-        order = np.argsort(np.asarray(self.ids.to_numpy(zero_copy_only=False), dtype=object), kind="stable")
-        self._id_rank = np.empty(len(order), dtype=np.int64)
-        self._id_rank[order] = np.arange(len(order))
+        self._id_rank = id_ranks(self.ids)
 
     def set_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
         params = dict(self.meta.get("search_params") or {})
@@ -158,15 +155,28 @@ class LoadedIndex:
         return np.take_along_axis(scores, order, 1), np.take_along_axis(labels, order, 1)
 
     def run_batch(self, qids: pa.Array, scores: np.ndarray, labels: np.ndarray) -> pa.RecordBatch:
-        valid = labels >= 0
-        counts = valid.sum(axis=1)
-        q_index = np.repeat(np.arange(len(qids)), counts)
-        ranks = (np.cumsum(valid, axis=1)[valid]).astype(np.int32)
-        docids = self.ids.take(pa.array(labels[valid].astype(np.int64)))
-        return pa.RecordBatch.from_arrays(
-            [qids.take(pa.array(q_index)), docids, pa.array(ranks, pa.int32()), pa.array(scores[valid].astype(np.float32))],
-            schema=RUN_SCHEMA,
-        )
+        return run_batch(self.ids, qids, scores, labels)
+
+
+def id_ranks(ids: pa.Array) -> np.ndarray:
+    """Position of each stored id in sorted order: ties are broken by docid, ascending."""
+    order = np.argsort(np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object), kind="stable")
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks
+
+
+def run_batch(ids: pa.Array, qids: pa.Array, scores: np.ndarray, labels: np.ndarray) -> pa.RecordBatch:
+    """Run rows (qid, docid, rank, score) of a query batch's (scores, labels); label -1 is no row."""
+    valid = labels >= 0
+    counts = valid.sum(axis=1)
+    q_index = np.repeat(np.arange(len(qids)), counts)
+    ranks = (np.cumsum(valid, axis=1)[valid]).astype(np.int32)
+    docids = ids.take(pa.array(labels[valid].astype(np.int64)))
+    return pa.RecordBatch.from_arrays(
+        [qids.take(pa.array(q_index)), docids, pa.array(ranks, pa.int32()), pa.array(scores[valid].astype(np.float32))],
+        schema=RUN_SCHEMA,
+    )
 
 
 def load_faiss(container: vpi.Container, name: str) -> LoadedIndex:

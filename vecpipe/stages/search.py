@@ -80,6 +80,12 @@ class Search(Stage):
                                  "nprobe applies to IVF indexes, --ef-search to HNSW indexes")
         loaded.set_params(nprobe=self.nprobe, ef_search=self.ef_search)
         loaded.use_device(ctx.device, ctx.note)
+        text_index = getattr(loaded, "text_queries", False)
+        if text_index:
+            given = [flag for flag, on in (("--rescore", self.rescore is not None), ("--model", self.model is not None),
+                                           ("--prefix", self.prefix != ""), ("--allow-mismatch", self.allow_mismatch)) if on]
+            if given:
+                raise UsageError(f"{', '.join(given)}: does not apply to {index_name}, a BM25 index searched with query texts")
         rescorer = None
         if self.rescore is not None:
             path, name = ctx.local_path("rescore")
@@ -97,6 +103,9 @@ class Search(Stage):
         with ctx.run_writer(run_meta, self.tag) as writer:
             for batch in batches:
                 writer.write(batch)
+            empty = int(getattr(loaded, "empty_queries", 0))
+            if empty:
+                ctx.note(f"{empty} queries had no indexed term: they have no results")
             return int(writer.rows)
 
     def query_vectors(self, source: sniff.Input, ctx: Context, index: LoadedIndex,
@@ -107,6 +116,9 @@ class Search(Stage):
         opened = None
         if source.format in sniff.ARROW_FORMATS:
             opened = open_arrow_batches(source, 4096)
+            if has_vectors(opened[0]) and getattr(index, "text_queries", False):
+                raise InputError(f"{source.name}: holds query vectors, but {index.name} is a BM25 index: give it query texts "
+                                 "(JSONL, TSV, Parquet or Arrow records)")
             if has_vectors(opened[0]):
                 text_only = [name for name, given in (("--model", self.model is not None), ("--prefix", self.prefix != ""),
                                                       ("--id-field/--text-field/--title-field", self.fields != Fields()))
@@ -115,6 +127,11 @@ class Search(Stage):
                     raise UsageError(f"{', '.join(text_only)}: applies to query texts only, and {source.name} holds query vectors")
                 yield from self._vector_queries(source.name, opened, index, progress)
                 return
+        if getattr(index, "text_queries", False):
+            for batch in read_records(source, self.fields, 1024, opened):
+                progress.advance(batch.num_rows)
+                yield batch.column(0), np.asarray(batch.column(1).to_pylist(), dtype=object)
+            return
         encoder = self.encoder(ctx, index)
         index.check_queries(encoder.dim, {"model": encoder.info}, source.name, self.allow_mismatch)
         yield from embed_records(encoder, read_records(source, self.fields, 1024, opened), progress)
