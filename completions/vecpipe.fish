@@ -127,6 +127,11 @@ complete -c vecpipe -n '__fish_seen_subcommand_from quantize' -l debug -d 'On an
 complete -c vecpipe -n '__fish_seen_subcommand_from rerank' -F
 complete -c vecpipe -n '__fish_seen_subcommand_from rerank' -l vectors -r -F -d 'Full-precision document vectors (Arrow file or Parquet)'
 complete -c vecpipe -n '__fish_seen_subcommand_from rerank' -l queries -r -F -d 'Float query vectors (from vecpipe embed)'
+complete -c vecpipe -n '__fish_seen_subcommand_from rerank' -l cross-encoder -x -d 'Rescore with an ONNX cross-encoder (model.onnx + tokenizer.json, one logit per query-document pair) over the texts'
+complete -c vecpipe -n '__fish_seen_subcommand_from rerank' -l corpus -x -d '--cross-encoder: the document texts (read once'
+complete -c vecpipe -n '__fish_seen_subcommand_from rerank' -l depth -x -d '--cross-encoder: candidates rescored per query (the run\'s top ranks)'
+complete -c vecpipe -n '__fish_seen_subcommand_from rerank' -l batch-size -x -d '--cross-encoder: most pairs per model batch (default 32)'
+complete -c vecpipe -n '__fish_seen_subcommand_from rerank' -l threads -x -d 'CPU threads (default: all cores)'
 complete -c vecpipe -n '__fish_seen_subcommand_from rerank' -l k -s k -x -d 'Results kept per query'
 complete -c vecpipe -n '__fish_seen_subcommand_from rerank' -l metric -x -a 'ip l2 cos' -d 'ip, l2 or cos (default: what the vectors record)'
 complete -c vecpipe -n '__fish_seen_subcommand_from rerank' -l allow-missing -d 'Drop run rows whose docid (or qid) has no vector instead of failing'

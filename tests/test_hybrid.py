@@ -210,3 +210,93 @@ def test_search_on_the_fused_runs_of_bm25_and_dense(cli, texts, tmp_path, tiny_m
     res = cli("fuse", tmp_path / "s.run.parquet", tmp_path / "d.run.parquet", "--method", "zscore", "-k", 3, "--format", "trec", "-q")
     assert res.exit_code == 0, res.stderr
     assert {ln.split()[0] for ln in res.stdout.splitlines()} == {"q1", "q2", "q3", "q4"}
+
+
+# -- cross-encoder rerank ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cross_dir(tmp_path_factory):
+    from tinymodel import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("ce") / "tiny-ce", logits=1, seed=3)
+
+
+def _bm25_run(cli, texts, tmp_path) -> Path:
+    corpus, queries = texts
+    cli("build-index", corpus, "--spec", "BM25", "--stopwords", "none", "-o", tmp_path / "d.vpi", "-q")
+    run = tmp_path / "bm25.parquet"
+    assert cli("search", queries, "--index", tmp_path / "d.vpi", "-k", 5, "-o", run, "-q").exit_code == 0
+    return run
+
+
+def _logit(model_dir: Path, query: str, doc: str) -> float:
+    from tokenizers import Tokenizer
+
+    from vecpipe.encode.runtime import onnxruntime
+
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok.no_padding()
+    enc = tok.encode(query, doc)
+    sess = onnxruntime().InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    ids = np.array([enc.ids], np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.array([enc.type_ids], np.int64)}
+    return float(sess.run(None, feed)[0].reshape(-1)[0])
+
+
+def test_cross_encoder_rerank_scores_pairs_and_keeps_depth(cli, texts, tmp_path, cross_dir):
+    corpus, queries = texts
+    run = _bm25_run(cli, texts, tmp_path)
+    out = tmp_path / "ce.parquet"
+    res = cli("rerank", run, "--cross-encoder", cross_dir, "--queries", queries, "--corpus", corpus, "--depth", 3, "-k", 2,
+              "--batch-size", 2, "-o", out)
+    assert res.exit_code == 0, res.stderr
+    got = _run(out)
+    before = _run(run)
+    texts_of = dict(CORPUS) | dict(QUERIES)
+    for qid in set(got.column("qid").to_pylist()):
+        mine = got.filter(pa.compute.equal(got.column("qid"), qid))
+        top3 = before.filter(pa.compute.and_(pa.compute.equal(before.column("qid"), qid), pa.compute.less_equal(before.column("rank"), 3)))
+        want = sorted((-_logit(cross_dir, texts_of[qid], texts_of[d]), d) for d in top3.column("docid").to_pylist())[:2]
+        assert mine.column("docid").to_pylist() == [d for _, d in want]
+        np.testing.assert_allclose(mine.column("score").to_numpy(), [-s for s, _ in want], rtol=1e-4, atol=1e-5)
+        assert mine.column("rank").to_pylist() == list(range(1, mine.num_rows + 1))
+    meta = json.loads(pq.read_schema(out).metadata[b"vecpipe"])
+    assert meta["rerank"]["depth"] == 3 and meta["rerank"]["cross_encoder"]["name"] == "tiny-ce"
+    res = cli("rerank", run, "--cross-encoder", cross_dir, "--queries", queries, "--corpus", corpus, "--depth", 3, "-k", 2,
+              "--batch-size", 2, "-o", out)
+    assert res.exit_code == 0 and "up to date" in res.stderr
+    # batching does not change the scores
+    res = cli("rerank", run, "--cross-encoder", cross_dir, "--queries", queries, "--corpus", corpus, "--depth", 3, "-k", 2,
+              "--batch-size", 1, "-o", tmp_path / "ce1.parquet", "-q")
+    np.testing.assert_allclose(_run(tmp_path / "ce1.parquet").column("score").to_numpy(), got.column("score").to_numpy(), atol=1e-5)
+
+
+def test_cross_encoder_missing_texts_and_bad_models(cli, texts, tmp_path, cross_dir):
+    from tinymodel import make_tiny_model
+
+    corpus, queries = texts
+    run = _bm25_run(cli, texts, tmp_path)
+    short = _jsonl(tmp_path / "short.jsonl", CORPUS[:2])
+    out = tmp_path / "o.parquet"
+    res = cli("rerank", run, "--cross-encoder", cross_dir, "--queries", queries, "--corpus", short, "-o", out)
+    assert res.exit_code == 1 and res.stderr.count("\n") == 1 and "without text" in res.stderr and not out.exists()
+    res = cli("rerank", run, "--cross-encoder", cross_dir, "--queries", queries, "--corpus", short, "--allow-missing", "-o", out)
+    assert res.exit_code == 0 and "dropped" in res.stderr
+    assert set(_run(out).column("docid").to_pylist()) <= {"d1", "d2"}
+    empty_dir = tmp_path / "nomodel"
+    empty_dir.mkdir()
+    two = make_tiny_model(tmp_path / "two-logits", logits=2)
+    emb = make_tiny_model(tmp_path / "embedder")
+    for model, words in ((empty_dir, "no model.onnx"), (two, "one logit per pair"), (emb, "one logit per pair"),
+                         (tmp_path / "absent", "no such")):
+        res = cli("rerank", run, "--cross-encoder", model, "--queries", queries, "--corpus", corpus, "-o", tmp_path / "x.parquet")
+        assert res.exit_code == 1 and res.stderr.count("\n") == 1 and words in res.stderr, (model, res.stderr)
+        assert not (tmp_path / "x.parquet").exists()
+    for extra, status in ((["--vectors", corpus], 2), (["--metric", "ip"], 2), (["--depth", "0"], 2)):
+        res = cli("rerank", run, "--cross-encoder", cross_dir, "--queries", queries, "--corpus", corpus, *extra, "-o", tmp_path / "x.parquet")
+        assert res.exit_code == status and res.stderr.count("\n") == 1, extra
+    res = cli("rerank", run, "--cross-encoder", cross_dir, "--queries", queries, "-o", tmp_path / "x.parquet")
+    assert res.exit_code == 2 and "--corpus" in res.stderr
+    res = cli("rerank", run, "--vectors", corpus, "--queries", queries, "--depth", 5, "-o", tmp_path / "x.parquet")
+    assert res.exit_code == 2 and "--cross-encoder only" in res.stderr

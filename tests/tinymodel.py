@@ -35,13 +35,16 @@ def make_tiny_model(
     max_positions: int = 512,
     pooled_output: bool = False,
     nan_guard: bool = False,
+    logits: int = 0,
 ) -> Path:
     """Write a tiny model directory and return its path.
 
     ``pooling``: "mean", "cls" or "max" writes ``1_Pooling/config.json`` accordingly (None: none).
     ``max_seq_length`` writes ``sentence_bert_config.json``. ``pooled_output`` makes the graph end
     in a mean over the sequence, giving a 2-D ``sentence_embedding`` output instead. ``nan_guard``
-wraps each softmax in ``Where(IsNaN(p), 0, p)`` as PyTorch's SDPA export does.
+wraps each softmax in ``Where(IsNaN(p), 0, p)`` as PyTorch's SDPA export does. ``logits`` makes a
+cross-encoder: the [CLS] state through a linear layer to ``logits`` outputs per input (1 for one
+logit per query-document pair).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -126,7 +129,11 @@ wraps each softmax in ``Where(IsNaN(p), 0, p)`` as PyTorch's SDPA export does.
 
     int_in = lambda n: helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
     inputs = [int_in("input_ids"), int_in("attention_mask"), int_in("token_type_ids")]
-    if pooled_output:
+    if logits:  # a cross-encoder: the [CLS] state through a linear layer, ``logits`` values per input
+        cls = node("Gather", [x, const("cls_index", 0, np.int64)], "cls", axis=1)
+        node("MatMul", [cls, w("classifier.w", hidden, logits)], "logits")
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", logits])]
+    elif pooled_output:
         node("ReduceMean", [x], "sentence_embedding", axes=[1], keepdims=0)
         outputs = [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", hidden])]
     else:

@@ -187,6 +187,9 @@ EXAMPLES: dict[str | None, list[tuple[str, str]]] = {
         ("In a pipe, then evaluated.",
          "vecpipe search queries.vec.parquet --index docs.b1.vpi -k 400 | vecpipe rerank --vectors docs.vec.arrow "
          "--queries queries.vec.parquet -k 100 | vecpipe eval --qrels qrels/test.tsv"),
+        ("The top 100 of each query rescored by an ONNX cross-encoder over the texts, 10 kept.",
+         "vecpipe rerank run.parquet --cross-encoder ms-marco-MiniLM-L6-v2-onnx --queries queries.jsonl --corpus corpus.jsonl "
+         "--depth 100 -k 10 -o reranked.trec"),
     ],
     "fuse": [
         ("BM25 and dense search fused by per-query z-scores, then evaluated.",

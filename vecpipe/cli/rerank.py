@@ -14,8 +14,20 @@ from vecpipe.cli._stage import run_stage, value
 @app.command("rerank")
 def rerank(
     run: Annotated[str, typer.Argument(help="The run to rerank (Arrow, Parquet or TREC text), a file or '-' for stdin.")] = "-",
-    vectors: Annotated[str, typer.Option("--vectors", help="Full-precision document vectors (Arrow file or Parquet); only the candidate rows are read.")] = ...,  # type: ignore[assignment]
-    queries: Annotated[str, typer.Option("--queries", help="Float query vectors (from vecpipe embed).")] = ...,  # type: ignore[assignment]
+    vectors: Annotated[str | None, typer.Option("--vectors", help="Full-precision document vectors (Arrow file or Parquet); only the candidate "
+                                                              "rows are read.", show_default=False)] = None,
+    queries: Annotated[str | None, typer.Option("--queries", help="Float query vectors (from vecpipe embed); with --cross-encoder, query texts.",
+                                                show_default=False)] = None,
+    cross_encoder: Annotated[str | None, typer.Option("--cross-encoder", metavar="MODEL_DIR", help="Rescore with an ONNX cross-encoder "
+                                                      "(model.onnx + tokenizer.json, one logit per query-document pair) over the texts.",
+                                                      show_default=False)] = None,
+    corpus: Annotated[str | None, typer.Option("--corpus", help="--cross-encoder: the document texts (read once; only the candidates' "
+                                                                "texts are kept).", show_default=False)] = None,
+    depth: Annotated[int, typer.Option("--depth", min=1, max=o.INT_MAX, help="--cross-encoder: candidates rescored per query (the run's "
+                                                                             "top ranks).")] = 100,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=o.INT_MAX, help="--cross-encoder: most pairs per model "
+                                                                                             "batch (default 32).", show_default=False)] = None,
+    threads: o.Threads = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=o.INT_MAX, help="Results kept per query.")] = 100,
     metric: Annotated[o.FloatMetric | None, typer.Option("--metric", help="ip, l2 or cos (default: what the vectors record).", show_default=False)] = None,
     allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Drop run rows whose docid (or qid) has no vector instead of failing.")] = False,
@@ -32,10 +44,15 @@ def rerank(
 
     Reads only the candidate rows of the document vectors: an Arrow IPC file is memory-mapped, a
     Parquet file is read by the row groups that hold candidates. Ties are broken by docid.
+
+    With --cross-encoder MODEL_DIR, each query's top --depth candidates are rescored by a
+    cross-encoder over the query's text (--queries) and the document's (--corpus, title and text
+    joined as embed joins them), in batches by a token budget, on the GPU where there is one.
     """
     from vecpipe.stages.rerank import Rerank
 
     run_stage(Rerank(
         run_input=run, vectors=vectors, queries=queries, output=output, k=k, metric=value(metric),
         allow_missing=allow_missing, format=value(format), tag=tag, allow_mismatch=allow_mismatch,
+        cross_encoder=cross_encoder, corpus=corpus, depth=depth, batch_size=batch_size, threads=threads,
     ), force, quiet, device.value)
