@@ -38,6 +38,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS: list[dict] = []
+os.environ.setdefault("VECPIPE_EMBED_CACHE", "off")  # the repeated corpus would be all cache hits
 
 
 def row(section: str, what: str, value: float | str, unit: str = "", other: float | str = "", other_what: str = "", ratio: str = "") -> None:

@@ -82,7 +82,10 @@ def docs_queries(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _no_color(monkeypatch):
+def _no_color(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("NO_COLOR", "1")
+    # each test its own embedding cache, never the user's (tests that set VECPIPE_CACHE_DIR keep theirs)
+    if "VECPIPE_CACHE_DIR" not in os.environ:
+        monkeypatch.setenv("VECPIPE_CACHE_DIR", str(tmp_path_factory.mktemp("vecpipe-cache")))
     monkeypatch.delenv("VECPIPE_DEBUG", raising=False)
     yield

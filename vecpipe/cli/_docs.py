@@ -126,6 +126,8 @@ EXAMPLES: dict[str | None, list[tuple[str, str]]] = {
     "embed": [
         ("Embed a BEIR corpus with the default model (all-MiniLM-L6-v2, int8).",
          "vecpipe embed corpus.jsonl -o docs.vec.parquet"),
+        ("A nightly rerun over a corpus that changed a little: only new and edited records are embedded.",
+         "vecpipe embed corpus.jsonl -o docs.vec.parquet        # vectors found again in the embedding cache"),
         ("Queries for an E5-style model, with its query prefix.",
          "vecpipe embed queries.jsonl --model e5-small/ --prefix 'query: ' -o queries.vec.parquet"),
         ("Four shards in parallel, then one table.",
@@ -191,6 +193,10 @@ EXAMPLES: dict[str | None, list[tuple[str, str]]] = {
          "vecpipe rerank run.parquet --cross-encoder ms-marco-MiniLM-L6-v2-onnx --queries queries.jsonl --corpus corpus.jsonl "
          "--depth 100 -k 10 -o reranked.trec"),
     ],
+    "cache": [
+        ("What the embedding cache holds, then keep it under 2 GiB (least recently used segments go first).",
+         "vecpipe cache stats\nvecpipe cache prune --max-size 2GiB"),
+    ],
     "fuse": [
         ("BM25 and dense search fused by per-query z-scores, then evaluated.",
          "vecpipe build-index corpus.jsonl --spec BM25 -o docs.bm25.vpi\n"
@@ -231,6 +237,8 @@ ENVIRONMENT: list[tuple[str, str]] = [
     ("VECPIPE_CACHE_DIR",
      "vecpipe's user cache: file fingerprints, models exported by vecpipe model export (models/NAME), the GPU "
      "forms of models (graphs/); default $XDG_CACHE_HOME/vecpipe."),
+    ("VECPIPE_EMBED_CACHE",
+     "off: embed neither reads nor adds to the embedding cache, as --no-cache."),
     ("VECPIPE_GPU_ATTENTION",
      "unfused: the GPU form of a model keeps attention as the model has it instead of one fused "
      "MultiHeadAttention per block (to rule the fusion out when a CUDA build misbehaves)."),
@@ -264,6 +272,9 @@ FILES: list[tuple[str, str]] = [
      "a later run after a SIGKILL."),
     (".NAME.vecpipe-lock", "Held while NAME is written: one writer per output, a second one waits."),
     ("$VECPIPE_CACHE_DIR/fingerprints.json", "sha256 of input files keyed by their stat, so unchanged files are not read again."),
+    ("$VECPIPE_CACHE_DIR/embeddings/",
+     "The embedding cache: one directory per model configuration (space.json says which), holding Arrow segments of "
+     "(sha256 of the text, vector), each written whole and renamed into place; vecpipe cache stats, prune, clear."),
     ("$VECPIPE_CACHE_DIR/graphs/",
      "The GPU form of each model used on a GPU (dequantized, attention fused, fp16 or fp32, pooling inside), one "
      "file per model sha256, precision and pooling, with its sha256 beside it; rebuilt when damaged."),

@@ -3,6 +3,7 @@
 from vecpipe.cli import (  # noqa: F401 - imported for the commands they register
     binarize,
     build_index,
+    cache,
     completions,
     embed,
     eval,

@@ -33,6 +33,12 @@ def embed(
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed records (bad JSON, missing fields, unencodable text, duplicate ids) "
                                                               "and list them on stderr.")] = False,
     no_checkpoint: Annotated[bool, typer.Option("--no-checkpoint", help="Do not keep finished blocks beside the output for resuming after a kill.")] = False,
+    cache: Annotated[str | None, typer.Option("--cache", metavar="DIR", help="The embedding cache: vectors found again by their text and "
+                                              "model settings (default: $XDG_CACHE_HOME/vecpipe/embeddings).", show_default=False)] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Embed every record; neither read nor add to the embedding cache.")] = False,
+    cache_size: Annotated[str | None, typer.Option("--cache-size", metavar="SIZE", help="Keep the embedding cache under SIZE (4GiB, "
+                                                   "500MB...), least recently used segments removed first (default 4GiB).",
+                                                   show_default=False)] = None,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -41,6 +47,10 @@ def embed(
     BEIR corpora join title and text with a space. Output rows keep the input order. With a file
     output, finished blocks are checkpointed beside it: rerunning the same command after a kill
     reuses them, and the result is byte-identical to an uninterrupted run.
+
+    Every vector is kept in the embedding cache, keyed by the exact text and everything that shapes
+    the vector (model sha256, pooling, normalisation, max length, prefix, precision, device): a rerun
+    over a corpus that changed a little embeds only what changed.
     """
     from vecpipe.formats.records import Fields
     from vecpipe.stages.embed import Embed
@@ -49,4 +59,5 @@ def embed(
         input=input, output=output, model=str(model) if model else None, pooling=value(pooling), max_length=max_length,
         prefix=prefix, batch_size=batch_size, precision=value(precision), fields=Fields(id=id_field, text=text_field, title=title_field),
         shard=shard, skip_bad=skip_bad, format=value(format), threads=threads, checkpoints=not no_checkpoint,
+        cache=cache, no_cache=no_cache, cache_size=cache_size,
     ), force, quiet, device.value)

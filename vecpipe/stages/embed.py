@@ -162,9 +162,54 @@ class Embed(Stage):
     format: str | None = rec(None)
     threads: int | None = opt(None)
     checkpoints: bool = opt(True)
+    cache: str | None = opt(None)
+    no_cache: bool = opt(False)
+    cache_size: str | None = opt(None)
 
     def check(self) -> None:
         parse_shard(self.shard)
+        if self.no_cache and (self.cache is not None or self.cache_size is not None):
+            raise UsageError("--no-cache: --cache and --cache-size do not apply")
+        if self.cache_size is not None:
+            from vecpipe.encode.cache import parse_size
+
+            try:
+                parse_size(self.cache_size)
+            except ValueError:
+                raise UsageError(f"--cache-size {self.cache_size}: give a size such as 4GiB, 500MB or 1048576") from None
+
+    def open_cache(self, ctx: Context, encoder: Any) -> Any:
+        """The encoder behind the embedding cache (vecpipe.encode.cache), or as it is with --no-cache
+        (or VECPIPE_EMBED_CACHE=off); a cache that cannot be opened is a note, not a failure."""
+        import os
+
+        if self.no_cache or os.environ.get("VECPIPE_EMBED_CACHE", "").lower() in ("off", "0", "no"):
+            return encoder
+        from vecpipe.encode.cache import CachedEncoder, EmbeddingCache, default_dir
+
+        space = {"model": {k: v for k, v in encoder.info.items()}, "device": getattr(encoder, "device", "cpu")}
+        space["dim"] = encoder.dim
+        root = Path(self.cache) if self.cache else default_dir()
+        try:
+            return CachedEncoder(encoder, EmbeddingCache(root, space))
+        except OSError as exc:
+            ctx.note(f"the embedding cache {root} cannot be used ({exc.strerror or exc}); embedding everything")
+            return encoder
+
+    def close_cache(self, ctx: Context, encoder: Any) -> None:
+        cache = getattr(encoder, "cache", None)
+        if cache is None:
+            return
+        from vecpipe.encode.cache import DEFAULT_CAP, parse_size, prune
+
+        try:
+            cache.close()
+            cap = parse_size(self.cache_size) if self.cache_size else DEFAULT_CAP
+            prune(cache.root, cap)
+        except OSError as exc:
+            ctx.note(f"the embedding cache {cache.root} could not be updated ({exc.strerror or exc})")
+        if cache.hits:
+            ctx.done(f"cache: {cache.hits} vectors reused, {cache.misses} embedded")
 
     def recorded(self, name: str, value: Any) -> Any:
         if name == "model":
@@ -179,6 +224,13 @@ class Embed(Stage):
                                batch_size=self.batch_size, threads=self.threads, device=ctx.device, precision=self.precision,
                                on_note=ctx.note)
         announce_device(ctx, encoder)
+        encoder = self.open_cache(ctx, encoder)
+        try:
+            return self._embed(ctx, encoder, shard)
+        finally:
+            self.close_cache(ctx, encoder)
+
+    def _embed(self, ctx: Context, encoder: Any, shard: tuple[int, int] | None) -> dict[str, int]:
         skipped: list[str] = []
 
         def on_bad(where: str, reason: str) -> None:
