@@ -73,11 +73,13 @@ def count_tokens(texts: list[str]) -> int:
     return sum(len(e.ids) for e in tok.encode_batch(texts))
 
 
-def bench_vecpipe(texts: list[str], batch_size: int, threads: int | None) -> tuple[dict, np.ndarray]:
+def bench_vecpipe(texts: list[str], batch_size: int, threads: int | None, precision: str | None = None) -> tuple[dict, np.ndarray]:
     from vecpipe.encode import load_encoder
 
+    enc = load_encoder(max_length=MAX_LENGTH, batch_size=batch_size, threads=threads, device="cpu", precision=precision)
+    enc.close()  # the first load builds and caches a prepared form (--precision int8): not timed
     t0 = time.perf_counter()
-    enc = load_encoder(max_length=MAX_LENGTH, batch_size=batch_size, threads=threads, device="cpu")
+    enc = load_encoder(max_length=MAX_LENGTH, batch_size=batch_size, threads=threads, device="cpu", precision=precision)
     load_s = time.perf_counter() - t0
     chunk = 256  # how a streaming caller hands texts over
     lists = [texts[i : i + chunk] for i in range(0, len(texts), chunk)]
@@ -91,7 +93,8 @@ def bench_vecpipe(texts: list[str], batch_size: int, threads: int | None) -> tup
     parts = list(enc.encode_batches(lists, on_progress=progress))
     wall = time.perf_counter() - t0
     vecs = np.concatenate(parts) if parts else np.zeros((0, enc.dim), np.float32)
-    return {"stage": "vecpipe (onnxruntime int8)", "load_s": load_s, "wall_s": wall,
+    stage = "vecpipe, --precision int8 (CPU form)" if precision == "int8" else "vecpipe (onnxruntime int8)"
+    return {"stage": stage, "load_s": load_s, "wall_s": wall,
             "tokens": tokens, "peak_rss_mb": peak_rss_mb()}, vecs
 
 
@@ -139,6 +142,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     ap.add_argument("--st-model", default=None, help="sentence-transformers model directory")
     ap.add_argument("--skip-st", action="store_true", help="vecpipe only")
+    ap.add_argument("--int8-form", action="store_true", help="also vecpipe --precision int8 (the CPU form: int8 MatMuls, fused attention)")
     ap.add_argument("--st-first", action="store_true", help="run sentence-transformers first")
     args = ap.parse_args()
     require_dataset(args.dataset, ("corpus.jsonl",))
@@ -149,14 +153,18 @@ def main() -> int:
           f"cores={os.cpu_count()} batch_size={args.batch_size}", flush=True)
 
     rows: list[dict] = []
-    vp_vecs = st_vecs = None
+    vp_vecs = st_vecs = int8_vecs = None
     st_note = "skipped"
 
     def run_vp() -> None:
-        nonlocal vp_vecs
+        nonlocal vp_vecs, int8_vecs
         row, vp_vecs = bench_vecpipe(texts, args.batch_size, args.threads)
         rows.append(row)
         gc.collect()
+        if args.int8_form:
+            row, int8_vecs = bench_vecpipe(texts, args.batch_size, args.threads, precision="int8")
+            rows.append(row)
+            gc.collect()
 
     def run_st() -> None:
         nonlocal st_vecs, st_note
@@ -187,6 +195,11 @@ def main() -> int:
               f"  [{st_note}]")
         cos = np.sum(vp_vecs * st_vecs, axis=1)
         print(f"cosine(vecpipe, sentence-transformers): mean {cos.mean():.5f} min {cos.min():.5f}")
+        i8 = next((r for r in rows if "int8 (CPU form)" in r["stage"]), None)
+        if i8 is not None and int8_vecs is not None:
+            print(f"ratio vecpipe --precision int8 / sentence-transformers (docs/s): {st['wall_s'] / i8['wall_s']:.2f}x")
+            cos = np.sum(int8_vecs * st_vecs, axis=1)
+            print(f"cosine(vecpipe --precision int8, sentence-transformers): mean {cos.mean():.5f} min {cos.min():.5f}")
     else:
         print(f"ratio vecpipe / sentence-transformers: n/a ({st_note})")
     return 0

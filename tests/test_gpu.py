@@ -14,6 +14,7 @@ Tests that need a GPU itself live in bench/bench_gpu.py (run on the lent machine
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import faiss
@@ -382,3 +383,22 @@ def test_two_prepare_threads_keep_input_order(tiny_model_dir):
     enc.prepare_threads = 2
     two = np.concatenate(list(enc.encode_batches([texts[i : i + 50] for i in range(0, 700, 50)])))
     np.testing.assert_array_equal(one, two)
+
+
+def test_int8_cpu_form_is_built_cached_and_close_to_the_model(cli, tmp_path, tiny_model_dir, cache):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(f'{{"_id": "d{i}", "text": "text number {i} about {i % 5} things"}}\n' for i in range(40)))
+    res = cli("embed", corpus, "--model", tiny_model_dir, "--device", "cpu", "--precision", "int8", "-o", tmp_path / "i8.parquet")
+    assert res.exit_code == 0, res.stderr
+    assert "building the int8" in res.stderr and list((cache / "graphs").glob("*-int8-mean-*.onnx"))
+    assert "not used with --precision int8" in res.stderr and not (cache / "embeddings").exists()
+    res = cli("embed", corpus, "--model", tiny_model_dir, "--device", "cpu", "-o", tmp_path / "f.parquet", "-q")
+    a = np.stack(pq.read_table(tmp_path / "i8.parquet").column("embedding").to_numpy(zero_copy_only=False))
+    b = np.stack(pq.read_table(tmp_path / "f.parquet").column("embedding").to_numpy(zero_copy_only=False))
+    assert _cos(a, b).min() > 0.98
+    meta = json.loads(pq.read_schema(tmp_path / "i8.parquet").metadata[b"vecpipe"])
+    assert meta["model"]["precision"] == "int8" and meta["model"]["device"] == "cpu"
+    model = onnx.load(str(next((cache / "graphs").glob("*-int8-mean-*.onnx"))))
+    assert "MatMulInteger" in {n.op_type for n in model.graph.node}
+    res = cli("embed", corpus, "--model", tiny_model_dir, "--device", "cpu", "--precision", "int8", "-o", tmp_path / "again.parquet")
+    assert res.exit_code == 0 and "building" not in res.stderr  # cached

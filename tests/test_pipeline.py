@@ -193,11 +193,17 @@ def test_log_lines_plain_and_json(tmp_path, corpus, tiny_model_dir):
                          capture_output=True, text=True, env=env)
     last = res.stderr.strip().splitlines()[-1]
     assert " vecpipe embed: 300/300 docs" in last and last[:4].isdigit()
-    res = subprocess.run(VECPIPE + ["--log-format", "json", "embed", str(corpus), "--model", str(tiny_model_dir), "-o", "b.parquet"],
-                         cwd=tmp_path, capture_output=True, text=True, env=env)
+    # --no-cache: the first run's vectors would all be found in the embedding cache
+    res = subprocess.run(VECPIPE + ["--log-format", "json", "embed", str(corpus), "--model", str(tiny_model_dir), "--no-cache",
+                                    "-o", "b.parquet"], cwd=tmp_path, capture_output=True, text=True, env=env)
     records = [json.loads(line) for line in res.stderr.strip().splitlines()]
     assert records[-1]["event"] == "done" and records[-1]["docs"] == 300 and "time" in records[-1]
     assert any(r["event"] == "progress" for r in records)
+    # with the cache, the counts come as one more line of the log, after the progress line
+    res = subprocess.run(VECPIPE + ["--log-format", "json", "embed", str(corpus), "--model", str(tiny_model_dir), "-o", "c.parquet"],
+                         cwd=tmp_path, capture_output=True, text=True, env=env)
+    records = [json.loads(line) for line in res.stderr.strip().splitlines()]
+    assert records[-1]["message"] == "cache: 300 vectors reused, 0 embedded" and records[-2]["docs"] == 300
 
 
 def test_rich_progress_on_a_terminal(tmp_path, corpus, tiny_model_dir):

@@ -153,8 +153,8 @@ class OnnxEncoder(Encoder):
                 )
         if batch_size is not None and batch_size < 1:
             raise UsageError(f"--batch-size {batch_size}: must be at least 1")
-        if precision is not None and precision not in ("fp32", "fp16"):
-            raise UsageError(f"--precision {precision}: expected fp32 or fp16")
+        if precision is not None and precision not in ("fp32", "fp16", "int8"):
+            raise UsageError(f"--precision {precision}: expected fp32, fp16 or int8")
         if threads is not None and threads < 1:
             raise UsageError(f"--threads {threads}: must be at least 1")
         if device not in DEVICES:
@@ -172,9 +172,11 @@ class OnnxEncoder(Encoder):
         #: where the model runs: "cuda" when onnxruntime's CUDA provider leads, else "cpu"
         self.device = "cuda" if self._providers[0] == "CUDAExecutionProvider" else "cpu"
         if precision == "fp16" and self.device != "cuda":
-            raise UsageError("--precision fp16 runs on a GPU only (--device cuda); on the CPU vecpipe runs fp32")
-        #: None for the model as it is (CPU); "fp32"/"fp16" for its GPU form (gpu_graph.py)
-        self.precision = (precision or "fp16") if self.device == "cuda" else None
+            raise UsageError("--precision fp16 runs on a GPU only (--device cuda); on the CPU vecpipe runs fp32 or int8")
+        if precision == "int8" and self.device == "cuda":
+            raise UsageError("--precision int8 is the CPU form (--device cpu); on a GPU vecpipe runs fp16 or fp32")
+        #: None for the model as it is (CPU); "fp32"/"fp16" for its GPU form, "int8" for its CPU form (gpu_graph.py)
+        self.precision = (precision or "fp16") if self.device == "cuda" else ("int8" if precision == "int8" else None)
         gpu = self.device == "cuda"
         self.batch_size = int(batch_size or (GPU_BATCH_SIZE if gpu else DEFAULT_BATCH_SIZE))
         self.max_batch_tokens = int(max_batch_tokens or (GPU_MAX_BATCH_TOKENS if gpu else DEFAULT_MAX_BATCH_TOKENS))

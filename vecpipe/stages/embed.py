@@ -185,6 +185,10 @@ class Embed(Stage):
 
         if self.no_cache or os.environ.get("VECPIPE_EMBED_CACHE", "").lower() in ("off", "0", "no"):
             return encoder
+        if getattr(encoder, "precision", None) == "int8":
+            ctx.note("the embedding cache is not used with --precision int8: its vectors depend slightly on the batch "
+                     "they are embedded in (activations are quantized per batch)")
+            return encoder
         from vecpipe.encode.cache import CachedEncoder, EmbeddingCache, default_dir
 
         space = {"model": {k: v for k, v in encoder.info.items()}, "device": getattr(encoder, "device", "cpu")}
