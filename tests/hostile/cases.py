@@ -25,6 +25,7 @@ from hostile_fixtures import (
     DOC_IDS,
     DOCS,
     MEASURE_ARGS,
+    MEASURES,
     QIDS,
     QRELS_ROWS,
     QUERIES,
@@ -69,7 +70,7 @@ from hostile_harness import (
 )
 
 CASES: list[Case] = []
-WRITERS = ("embed", "quantize", "binarize", "build-index", "search", "rerank", "eval", "merge", "fuse")
+WRITERS = ("embed", "quantize", "binarize", "build-index", "search", "rerank", "eval", "merge", "fuse", "compare")
 
 
 def add(id: str, cls: int, cmd: str, setup, expect, skip=None, note: str = "") -> None:
@@ -191,6 +192,23 @@ def _sanity_fuse(data: bytes, ctx: Ctx) -> None:
         fail("fuse: the run is not the reciprocal rank fusion of the inputs")
 
 
+def _sanity_compare(data: bytes, ctx: Ctx) -> None:
+    """Each run's value of each measure in the comparison is the one eval gives that run."""
+    lines = [line.split("\t") for line in data.decode().splitlines()]
+    if not lines or lines[0][:3] != ["run", "measure", "value"]:
+        fail("compare: not the TSV layout (run, measure, value, ...)")
+    got = {(r[0], r[1]): float(r[2]) for r in lines[1:]}
+    from vecpipe.evaluate import evaluate
+    from vecpipe.formats.qrels import read_qrels
+
+    qrels = read_qrels(str(ctx.shared.get("qrels.tsv")))
+    for name, rows in (("run.parquet", RUN_ROWS), ("run2.parquet", RUN2_ROWS)):
+        result = evaluate(run_table(rows), qrels, MEASURES)
+        for m, v in result.aggregate.items():
+            if abs(got.get((name, m), float("nan")) - v) > 1e-6:
+                fail(f"compare: {name} {m} is {got.get((name, m))}, eval gives {v:.6f}")
+
+
 def _sanity_eval(data: bytes, ctx: Ctx) -> None:
     check_eval_text(data.decode(), RUN_ROWS, QRELS_ROWS)
 
@@ -240,6 +258,9 @@ W = {
                    "ref-eval.tsv", _sanity_eval),
     "merge": Writer("merge", ".parquet", ("s0.parquet", "s1.parquet"),
                     lambda ctx: ["merge", "s0.parquet", "s1.parquet"], "table", "", _sanity_merge),
+    "compare": Writer("compare", ".tsv", ("run.parquet", "run2.parquet", "qrels.tsv"),
+                      lambda ctx: ["compare", "run.parquet", "run2.parquet", "--qrels", "qrels.tsv", *MEASURE_ARGS], "text",
+                      "ref-compare.tsv", _sanity_compare),
     "fuse": Writer("fuse", ".parquet", ("run.parquet", "run2.parquet"),
                    lambda ctx: ["fuse", "run.parquet", "run2.parquet"], "table", "ref-fuse.parquet", _sanity_fuse),
 }

@@ -664,6 +664,12 @@ def _ref_fuse(sh, path):
     _vp_build(sh, path, "fuse", "run.parquet", "run2.parquet")
 
 
+@R("ref-compare.tsv")
+def _ref_compare(sh, path):
+    sh.get("run.parquet"), sh.get("run2.parquet"), sh.get("qrels.tsv")
+    _vp_build(sh, path, "compare", "run.parquet", "run2.parquet", "--qrels", "qrels.tsv", *MEASURE_ARGS)
+
+
 @R("ref-eval.tsv")
 def _ref_eval(sh, path):
     sh.get("run.parquet"), sh.get("qrels.tsv")

@@ -197,6 +197,13 @@ EXAMPLES: dict[str | None, list[tuple[str, str]]] = {
         ("What the embedding cache holds, then keep it under 2 GiB (least recently used segments go first).",
          "vecpipe cache stats\nvecpipe cache prune --max-size 2GiB"),
     ],
+    "compare": [
+        ("Float, 1-bit + rescoring and 1-bit Hamming runs against the float one, randomization test, as Markdown.",
+         "vecpipe compare flat.parquet b1-rescore.parquet b1.parquet --qrels qrels/test.tsv -m nDCG@10 -m R@100 "
+         "--test randomization -o comparison.md"),
+        ("The hybrid run against BM25 (the second run is the baseline), JSON with every p-value and confidence interval.",
+         "vecpipe compare hybrid.trec bm25.trec --baseline 2 --qrels qrels/test.tsv --format json"),
+    ],
     "fuse": [
         ("BM25 and dense search fused by per-query z-scores, then evaluated.",
          "vecpipe build-index corpus.jsonl --spec BM25 -o docs.bm25.vpi\n"

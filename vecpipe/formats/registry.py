@@ -17,6 +17,7 @@ RUN = "run"
 METRICS = "metrics"
 INDEX = "index"
 REPORT = "report"
+COMPARISON = "comparison"
 
 
 @dataclass(frozen=True)
@@ -32,17 +33,19 @@ OUTPUT_FORMATS: list[OutputFormat] = [
     OutputFormat("parquet", (VECTORS, RUN), (".parquet", ".pq"), binary=True),
     OutputFormat("trec", (RUN,), (".trec", ".run", ".txt"), binary=False),  # qid Q0 docid rank score tag
     OutputFormat("msmarco", (RUN,), (".tsv",), binary=False),  # qid<TAB>docid<TAB>rank
-    OutputFormat("tsv", (METRICS,), (".tsv", ".txt"), binary=False),
-    OutputFormat("json", (METRICS, REPORT), (".json",), binary=False),
+    OutputFormat("tsv", (METRICS, COMPARISON), (".tsv", ".txt"), binary=False),
+    OutputFormat("json", (METRICS, REPORT, COMPARISON), (".json",), binary=False),
     OutputFormat("text", (REPORT,), (), binary=False),
-    OutputFormat("table", (METRICS,), (), binary=False),
+    OutputFormat("table", (METRICS, COMPARISON), (), binary=False),
+    OutputFormat("markdown", (COMPARISON,), (".md", ".markdown"), binary=False),
+    OutputFormat("latex", (COMPARISON,), (".tex",), binary=False),
     OutputFormat("vpi", (INDEX,), (".vpi",), binary=True),
 ]
 
 #: Per kind: the format written to stdout, and the one a file without an extension gets (None:
 #: refused). A file whose extension selects no format of its kind is always refused.
 _DEFAULTS = {VECTORS: ("arrow", None), RUN: ("arrow", None), METRICS: ("tsv", "tsv"), INDEX: ("vpi", "vpi"),
-             REPORT: ("text", "text")}
+             REPORT: ("text", "text"), COMPARISON: ("tsv", "tsv")}
 
 
 def formats_for(kind: str) -> list[OutputFormat]:
