@@ -74,6 +74,7 @@ complete -c vecpipe -n '__fish_seen_subcommand_from compare' -l alpha -x -d 'Sig
 complete -c vecpipe -n '__fish_seen_subcommand_from compare' -l seed -x -d 'Seed of the randomization test (recorded)'
 complete -c vecpipe -n '__fish_seen_subcommand_from compare' -l permutations -x -d 'Sign flips of the randomization test'
 complete -c vecpipe -n '__fish_seen_subcommand_from compare' -l name -x -d 'Name of each run, in order (repeat once per run'
+complete -c vecpipe -n '__fish_seen_subcommand_from compare' -l per-query -d 'Each run\'s value for every query too (tsv and json'
 complete -c vecpipe -n '__fish_seen_subcommand_from compare' -l output -s o -r -F -d 'Output file'
 complete -c vecpipe -n '__fish_seen_subcommand_from compare' -l format -x -a 'table tsv json markdown latex' -d 'table (default on a terminal), tsv (default otherwise), json, markdown or latex'
 complete -c vecpipe -n '__fish_seen_subcommand_from compare' -l force -d 'Rebuild even if the output is up to date'

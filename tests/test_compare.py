@@ -149,3 +149,16 @@ def test_bad_input_is_one_line(cli, runs, tmp_path):
         assert not (tmp_path / "c.json").exists()
     res = cli("compare", a, b, "-o", tmp_path / "c.json")
     assert res.exit_code == 2 and "--qrels" in res.stderr
+
+
+def test_per_query_values(cli, runs):
+    qrels, (a, b, _c) = runs
+    out = _json(cli, a, b, "--qrels", qrels, "-m", "AP", "--per-query")
+    x = _per_query(a, qrels, "AP")
+    assert [v["AP"] for v in out["runs"][0]["per_query"].values()] == pytest.approx(x.tolist())
+    assert len(out["runs"][1]["per_query"]) == N_Q
+    tsv = cli("compare", a, b, "--qrels", qrels, "-m", "AP", "--per-query", "--format", "tsv").stdout.splitlines()
+    assert tsv[0].split("\t")[:4] == ["run", "qid", "measure", "value"] and len(tsv) == 1 + 2 * (N_Q + 1)
+    assert [r.split("\t")[1] for r in tsv if r.startswith("r0.parquet")][-1] == "all"
+    res = cli("compare", a, b, "--qrels", qrels, "--per-query", "--format", "markdown")
+    assert res.exit_code == 2 and "tsv or json" in res.stderr

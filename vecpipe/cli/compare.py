@@ -48,6 +48,8 @@ def compare(
     permutations: Annotated[int, typer.Option("--permutations", min=1, max=o.INT_MAX, help="Sign flips of the randomization test.")] = 10_000,
     name: Annotated[list[str] | None, typer.Option("--name", help="Name of each run, in order (repeat once per run; default: file names).",
                                                    show_default=False)] = None,
+    per_query: Annotated[bool, typer.Option("--per-query", help="Each run's value for every query too (tsv and json; the means' rows "
+                                                                "have qid all in tsv).")] = False,
     output: o.Output = None,
     format: Annotated[CompareFormat | None, typer.Option("--format", help="table (default on a terminal), tsv (default otherwise), json, "
                                                          "markdown or latex; by extension for -o (.tsv .json .md .tex).",
@@ -64,5 +66,5 @@ def compare(
     from vecpipe.stages.compare import Compare
 
     run_stage(Compare(runs=runs, qrels=qrels, measures=measure, baseline=baseline, test=value(test), correction=value(correction),
-                      alpha=alpha, seed=seed, permutations=permutations, names=name, output=output, format=value(format)),
+                      alpha=alpha, seed=seed, permutations=permutations, names=name, output=output, format=value(format), per_query=per_query),
               force, quiet)

@@ -33,6 +33,9 @@ class Comparison:
     n_queries: int
     #: [run][measure] -> {"p": raw p, "p_corrected": ..., "mean_diff", "ci_low", "ci_high", "significant"}
     tests: list[list[dict[str, Any] | None]] = field(default_factory=list)
+    qids: list[str] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)  # per run: [queries, measures]
+    per_query: bool = False
 
 
 def compare(runs: list[pa.Table], names: list[str], qrels: pa.Table, measures: list[str], baseline: int = 0,
@@ -44,6 +47,7 @@ def compare(runs: list[pa.Table], names: list[str], qrels: pa.Table, measures: l
                       baseline=baseline, test=test, correction=correction, alpha=alpha, seed=seed, permutations=permutations,
                       n_queries=base.n_qrels_queries)
     comp.tests = [[None] * len(base.names) for _ in results]
+    comp.qids, comp.values = base.qids, [r.values for r in results]
     others = [i for i in range(len(results)) if i != baseline]
     for j, _m in enumerate(base.names):
         x = base.values[:, j]
@@ -86,9 +90,16 @@ def format_table(comp: Comparison) -> str:
 
 
 def format_tsv(comp: Comparison) -> str:
-    head = ["run", "measure", "value", "baseline", "mean_diff", "ci_low", "ci_high", "p", "p_corrected", "significant"]
+    """A row per run and measure; with per-query values a ``qid`` column too (``all`` on the means'
+    rows, which come after each run's per-query rows, as trec_eval -q prints them)."""
+    q = ["qid"] if comp.per_query else []
+    head = ["run"] + q + ["measure", "value", "baseline", "mean_diff", "ci_low", "ci_high", "p", "p_corrected", "significant"]
     out = ["\t".join(head)]
     for i, name in enumerate(comp.names):
+        if comp.per_query:
+            for qid, row in zip(comp.qids, comp.values[i].tolist()):
+                for m, v in zip(comp.measures, row):
+                    out.append("\t".join([name, qid, m, f"{v:.6f}"] + [""] * 7))
         for j, m in enumerate(comp.measures):
             t = comp.tests[i][j]
             if t is None:
@@ -96,7 +107,7 @@ def format_tsv(comp: Comparison) -> str:
             else:
                 extra = ["no", f"{t['mean_diff']:.6f}", f"{t['ci_low']:.6f}", f"{t['ci_high']:.6f}", f"{t['p']:.6g}",
                          f"{t['p_corrected']:.6g}", "yes" if t["significant"] else "no"]
-            out.append("\t".join([name, m, f"{comp.means[i, j]:.6f}"] + extra))
+            out.append("\t".join([name] + (["all"] if comp.per_query else []) + [m, f"{comp.means[i, j]:.6f}"] + extra))
     return "\n".join(out) + "\n"
 
 
@@ -105,7 +116,9 @@ def to_dict(comp: Comparison) -> dict[str, Any]:
             "seed": comp.seed if comp.test == "randomization" else None,
             "permutations": comp.permutations if comp.test == "randomization" else None, "queries": comp.n_queries,
             "runs": [{"name": name, "measures": {m: float(comp.means[i, j]) for j, m in enumerate(comp.measures)},
-                      "tests": None if i == comp.baseline else {m: comp.tests[i][j] for j, m in enumerate(comp.measures)}}
+                      "tests": None if i == comp.baseline else {m: comp.tests[i][j] for j, m in enumerate(comp.measures)},
+                      **({"per_query": {qid: dict(zip(comp.measures, row)) for qid, row in zip(comp.qids, comp.values[i].tolist())}}
+                         if comp.per_query else {})}
                      for i, name in enumerate(comp.names)]}
 
 

@@ -31,6 +31,7 @@ class Compare(Stage):
     permutations: int = rec(10_000)
     names: list[str] | None = rec(None)
     format: str | None = rec(None)
+    per_query: bool = rec(False, omit_default=True)
     _parsed: list = field(default_factory=list, init=False, repr=False)
 
     def inputs(self) -> dict[str, str | None]:
@@ -85,8 +86,11 @@ class Compare(Stage):
         names = self.names or [("<stdin>" if p == "-" else Path(p).name) for p in self.runs]
         if len(set(names)) != len(names):
             names = ["<stdin>" if p == "-" else p for p in self.runs]
+        if self.per_query and ctx.format.name not in ("tsv", "json"):
+            raise UsageError(f"--per-query writes tsv or json, not {ctx.format.name}")
         comp = compare(tables, names, qrels, [m.name for m in self._parsed], baseline=self.baseline - 1, test=self.test,
                        correction=self.correction, alpha=self.alpha, seed=self.seed, permutations=self.permutations,
                        qrels_name=str(self.qrels))
+        comp.per_query = self.per_query
         ctx.write_text(RENDERERS[ctx.format.name](comp))
         return comp
