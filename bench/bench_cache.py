@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,17 +25,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import require_dataset
+from _common import require_dataset, vp
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def vp(env: dict, *args: str) -> tuple[float, str]:
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "vecpipe", *args], env=env, text=True, stderr=subprocess.PIPE, cwd=ROOT)
-    if proc.returncode:
-        sys.exit(f"bench_cache: vecpipe {args[0]} failed: {proc.stderr.strip()}")
-    return time.perf_counter() - t, proc.stderr
 
 
 def main() -> None:
@@ -69,10 +61,10 @@ def main() -> None:
         old_path, new_path = work / "old.jsonl", work / "new.jsonl"
         old_path.write_text("".join(json.dumps(r) + "\n" for r in recs))
         new_path.write_text("".join(json.dumps(r) + "\n" for r in new))
-        t_full, _ = vp(env, "embed", str(old_path), "-o", str(work / "old.parquet"), "-q")
-        t_cached, err = vp(env, "embed", str(new_path), "-o", str(work / "cached.parquet"))
+        t_full, _, _ = vp("embed", str(old_path), "-o", str(work / "old.parquet"), "-q", env=env)
+        t_cached, _, err = vp("embed", str(new_path), "-o", str(work / "cached.parquet"), env=env)
         note = next((line for line in err.splitlines() if "cache:" in line), "")
-        t_clean, _ = vp(env, "embed", str(new_path), "--no-cache", "-o", str(work / "clean.parquet"), "-q")
+        t_clean, _, _ = vp("embed", str(new_path), "--no-cache", "-o", str(work / "clean.parquet"), "-q", env=env)
         sys.path.insert(0, str(ROOT))
         from vecpipe.encode.cache import text_key
         from vecpipe.formats.records import read_records

@@ -13,27 +13,17 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import require_dataset
+from _common import require_dataset, vp
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def vp(*args: str, capture: bool = False) -> tuple[float, str]:
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "vecpipe", *args], text=True, cwd=ROOT,
-                          stdout=subprocess.PIPE if capture else subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if proc.returncode:
-        sys.exit(f"bench_compare: vecpipe {args[0]} failed: {proc.stderr.strip()}")
-    return time.perf_counter() - t, proc.stdout or ""
 
 
 def scifact(data: Path, work: Path, docs: Path | None, queries: Path | None) -> None:
@@ -54,7 +44,7 @@ def scifact(data: Path, work: Path, docs: Path | None, queries: Path | None) -> 
     vp("fuse", str(work / "bm25.parquet"), str(work / "float-flat.parquet"), "--method", "zscore", "-o", str(work / "hybrid.parquet"), "-q")
     runs = [str(work / f"{n}.parquet") for n in ("float-flat", "1bit-rescore", "1bit-hamming", "bm25", "hybrid")]
     for test in ("t", "randomization"):
-        t, out = vp("compare", *runs, "--qrels", str(qrels), "-m", "nDCG@10", "-m", "R@100", "--test", test, "--format", "markdown",
+        t, out, _ = vp("compare", *runs, "--qrels", str(qrels), "-m", "nDCG@10", "-m", "R@100", "--test", test, "--format", "markdown",
                     capture=True)
         print(f"\n`vecpipe compare ... --test {test}` ({t:.2f} s):\n\n{out}")
 
@@ -71,9 +61,9 @@ def speed(work: Path) -> None:
         paths.append(str(path))
     pq.write_table(qrels, qrels_path)
     rows = pq.read_metadata(paths[0]).num_rows
-    t_eval, _ = vp("eval", paths[0], "--qrels", str(qrels_path), "-o", str(work / "m.tsv"), "-q")
-    t_t, _ = vp("compare", *paths, "--qrels", str(qrels_path), "-o", str(work / "c-t.tsv"), "-q")
-    t_r, _ = vp("compare", *paths, "--qrels", str(qrels_path), "--test", "randomization", "-o", str(work / "c-r.tsv"), "-q")
+    t_eval, _, _ = vp("eval", paths[0], "--qrels", str(qrels_path), "-o", str(work / "m.tsv"), "-q")
+    t_t, _, _ = vp("compare", *paths, "--qrels", str(qrels_path), "-o", str(work / "c-t.tsv"), "-q")
+    t_r, _, _ = vp("compare", *paths, "--qrels", str(qrels_path), "--test", "randomization", "-o", str(work / "c-r.tsv"), "-q")
     print(f"\nthree runs of {rows:,} rows (10,000 queries x 100), default measures, whole commands:\n")
     print("| command | wall s | against one eval |\n|---|---|---|")
     print(f"| vecpipe eval (one run) | {t_eval:.2f} | 1x |")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,22 +20,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import require_dataset
+from _common import require_dataset, vp
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def vp(*args: str, capture: bool = False) -> tuple[float, str]:
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "vecpipe", *args], text=True, stdout=subprocess.PIPE if capture else None,
-                          stderr=subprocess.PIPE, cwd=ROOT)
-    if proc.returncode:
-        sys.exit(f"bench_hybrid: vecpipe {args[0]} failed: {proc.stderr.strip()}")
-    return time.perf_counter() - t, proc.stdout or ""
-
 
 def measures(run: Path, qrels: Path) -> tuple[float, float]:
-    _, out = vp("eval", str(run), "--qrels", str(qrels), "-m", "nDCG@10", "-m", "R@100", "--format", "json", capture=True)
+    _, out, _ = vp("eval", str(run), "--qrels", str(qrels), "-m", "nDCG@10", "-m", "R@100", "--format", "json", capture=True)
     m = json.loads(out)["measures"]
     return m["nDCG@10"], m["R@100"]
 
@@ -60,9 +51,9 @@ def main() -> None:
                 if line.strip() and json.loads(line)["_id"] in test_ids:
                     dst.write(line)
         n_q = sum(1 for _ in open(queries))
-        t_build, _ = vp("build-index", str(data / "corpus.jsonl"), "--spec", "BM25", "-o", str(work / "bm25.vpi"), "-q")
-        t_search, _ = vp("search", str(queries), "--index", str(work / "bm25.vpi"), "-k", "100", "-o", str(work / "bm25.run.parquet"), "-q")
-        t_start, _ = vp("--version", capture=True)
+        t_build, _, _ = vp("build-index", str(data / "corpus.jsonl"), "--spec", "BM25", "-o", str(work / "bm25.vpi"), "-q")
+        t_search, _, _ = vp("search", str(queries), "--index", str(work / "bm25.vpi"), "-k", "100", "-o", str(work / "bm25.run.parquet"), "-q")
+        t_start, _, _ = vp("--version", capture=True)
         nd, r100 = measures(work / "bm25.run.parquet", qrels)
         rows.append(("BM25 (k1 1.2, b 0.75, lucene, English stopwords, Snowball stemmer)", nd, r100,
                      f"build {t_build:.2f} s; {n_q} queries {t_search:.2f} s (of which start-up {t_start:.2f} s)"))
@@ -86,7 +77,7 @@ def main() -> None:
         same_sets = 0
         for q in qs:
             tokens = bm25s.tokenize([q["text"]], stopwords="en", stemmer=stemmer, show_progress=False)
-            found, scores = retriever.retrieve(tokens, k=100, show_progress=False)
+            found, scores = retriever.retrieve(tokens, k=min(100, len(docs)), show_progress=False)
             mine = run.filter(pc.equal(run.column("qid"), q["_id"]))
             worst = max(worst, float(np.abs(mine.column("score").to_numpy() - scores[0][: mine.num_rows]).max()))
             kth = scores[0][-1]
@@ -104,7 +95,7 @@ def main() -> None:
         nd, r100 = measures(work / "dense.run.parquet", qrels)
         rows.append(("dense, default model, Flat", nd, r100, ""))
         for method in ("rrf", "zscore", "minmax", "combsum", "combmnz"):
-            t, _ = vp("fuse", str(work / "bm25.run.parquet"), str(work / "dense.run.parquet"), "--method", method,
+            t, _, _ = vp("fuse", str(work / "bm25.run.parquet"), str(work / "dense.run.parquet"), "--method", method,
                       "-o", str(work / f"{method}.parquet"), "-q")
             nd, r100 = measures(work / f"{method}.parquet", qrels)
             rows.append((f"fuse --method {method}{' (default)' if method == 'rrf' else ''}: BM25 + dense", nd, r100, f"{t:.2f} s"))

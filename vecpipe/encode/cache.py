@@ -9,7 +9,7 @@ Layout, under ``<cache>/embeddings`` (``$VECPIPE_CACHE_DIR`` or ``$XDG_CACHE_HOM
 
 ``SPACE`` is a digest of ``space.json``; a key is the first 16 bytes of the sha256 of the exact text
 given to the tokenizer (the prefix is part of the space). A segment is written whole to a temporary
-name and renamed into place, so a reader never sees a torn one (a SIGKILL leaves a ``.tmp-*`` file,
+name and renamed into place, so a reader never sees a torn one (a SIGKILL leaves a temporary file,
 never read, removed by ``prune``); concurrent writers each write their own segments, and a key two
 of them add is kept once. Hits touch their segments' mtime; ``prune`` removes the least recently used
 segments past the size cap (``--cache-size``, default 4 GiB), whole segments at a time.
@@ -40,6 +40,7 @@ FORMAT = 1
 DEFAULT_CAP = 4 << 30
 SEGMENT_ROWS = 65536  # rows buffered before a segment is written
 KEY_BYTES = 16
+TMP_MARK = ".vecpipe-tmp-"  # in the names of files being written (vecpipe.formats.targets.atomic_path)
 
 
 def default_dir() -> Path:
@@ -114,21 +115,21 @@ class EmbeddingCache:
         return len(self._index)
 
     def lookup(self, keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """(found mask, the found rows' vectors in key order)."""
-        found = np.zeros(len(keys), dtype=bool)
-        rows: list[np.ndarray] = []
-        for i, key in enumerate(keys):
-            where = self._index.get(key)
-            if where is None:
-                continue
-            seg, row = where
-            vec = self._tables[seg].column(1)[row].values.to_numpy(zero_copy_only=False)
-            rows.append(np.asarray(vec, dtype=np.float32))
-            found[i] = True
-            self._used.add(seg)
-        self.hits += int(found.sum())
-        self.misses += int(len(keys) - found.sum())
-        return found, (np.stack(rows) if rows else np.empty((0, self.dim), np.float32))
+        """(found mask, the found rows' vectors in key order), gathered one segment at a time."""
+        where = [self._index.get(key) for key in keys]
+        found = np.array([w is not None for w in where], dtype=bool)
+        out = np.empty((int(found.sum()), self.dim), np.float32)
+        hits = [w for w in where if w is not None]
+        segs = np.array([w[0] for w in hits], dtype=np.int64)
+        rows = np.array([w[1] for w in hits], dtype=np.int64)
+        for seg in np.unique(segs):
+            at = np.flatnonzero(segs == seg)
+            column = self._tables[seg].column(1).combine_chunks().take(pa.array(rows[at]))
+            out[at] = column.flatten().to_numpy(zero_copy_only=False).reshape(len(at), self.dim)
+            self._used.add(int(seg))
+        self.hits += len(hits)
+        self.misses += len(keys) - len(hits)
+        return found, out
 
     def add(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
         if not len(keys):
@@ -162,16 +163,10 @@ class EmbeddingCache:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    from vecpipe.formats.targets import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 # -- whole-cache operations: stats, prune, clear -----------------------------------------------------
@@ -224,7 +219,7 @@ def prune(root: Path, cap: int, stale_after: float = 3600.0, on_removed: Callabl
     segs: list[tuple[float, int, Path]] = []
     for space in spaces(root):
         for p in space.iterdir():
-            if p.name.startswith(".tmp-"):
+            if p.name.startswith(".tmp-") or TMP_MARK in p.name:
                 with contextlib.suppress(OSError):
                     if now - p.stat().st_mtime > stale_after:
                         p.unlink()

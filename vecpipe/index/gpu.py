@@ -288,10 +288,6 @@ class Scan:
             self._vdiff = self.xp.asarray(corpus.vdiff, dtype=self.xp.float32) / 255.0
         self._norms: Any = None
 
-    @property
-    def device(self) -> str:
-        return "cuda" if self.gpu else "cpu"
-
     def _block(self, start: int, stop: int) -> Any:
         xp = self.xp
         rows = self._device_rows[start:stop] if self._device_rows is not None else xp.asarray(self.corpus.rows[start:stop])

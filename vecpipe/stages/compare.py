@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vecpipe.errors import UsageError
 from vecpipe.formats import registry
-from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
+from vecpipe.pipeline.runner import Context, inp, opt, rec
+from vecpipe.stages.evaluate import MeasuresStage
 
 
 @dataclass
-class Compare(Stage):
+class Compare(MeasuresStage):
     """Compare runs: means per measure and paired tests against a baseline run."""
 
     name = "compare"
@@ -62,18 +62,6 @@ class Compare(Stage):
         if self.names is not None and len(self.names) != len(self.runs):
             raise UsageError(f"--name given {len(self.names)} times for {len(self.runs)} runs; name every run or none")
         self._parsed = parse_measures(self.measures or None)
-
-    def recorded(self, name: str, value: Any) -> Any:
-        if name == "measures":
-            return [m.name for m in self._parsed]
-        if name == "format":
-            return value or "tsv"
-        return super().recorded(name, value)
-
-    def output_format(self) -> registry.OutputFormat:
-        if self.format is None and self.output is None and sys.stdout is not None and sys.stdout.isatty():
-            return registry.get("table")
-        return super().output_format()
 
     def run(self, ctx: Context) -> Any:
         from vecpipe.evaluate.compare import RENDERERS, compare

@@ -33,8 +33,29 @@ def format_table(result: Any, per_query: bool) -> str:
     return text + f"{result.n_qrels_queries} queries ({result.missing_queries} missing from the run)\n"
 
 
+class MeasuresStage(Stage):
+    """What eval and compare share: the measures recorded by their parsed names, tsv by default, an
+    aligned table on a terminal."""
+
+    format: str | None
+    output: str | None
+    _parsed: list
+
+    def recorded(self, name: str, value: Any) -> Any:
+        if name == "measures":
+            return [m.name for m in self._parsed]
+        if name == "format":
+            return value or "tsv"
+        return super().recorded(name, value)
+
+    def output_format(self) -> registry.OutputFormat:
+        if self.format is None and self.output is None and sys.stdout is not None and sys.stdout.isatty():
+            return registry.get("table")
+        return super().output_format()
+
+
 @dataclass
-class Evaluate(Stage):
+class Evaluate(MeasuresStage):
     """Evaluate a run against qrels with trec_eval's definitions."""
 
     name = "eval"
@@ -58,18 +79,6 @@ class Evaluate(Stage):
         if self.qrels is None:
             raise UsageError("eval needs --qrels QRELS")
         self._parsed = parse_measures(self.measures or None)
-
-    def recorded(self, name: str, value: Any) -> Any:
-        if name == "measures":
-            return [m.name for m in self._parsed]
-        if name == "format":
-            return value or "tsv"
-        return super().recorded(name, value)
-
-    def output_format(self) -> registry.OutputFormat:
-        if self.format is None and self.output is None and sys.stdout is not None and sys.stdout.isatty():
-            return registry.get("table")
-        return super().output_format()
 
     def run(self, ctx: Context) -> Any:
         from vecpipe.evaluate import evaluate, format_json, format_tsv
