@@ -185,6 +185,8 @@ def test_fuse_weights_k_formats_stdin_and_reruns(cli, two_runs, tmp_path):
 def test_fuse_bad_input_is_one_line(cli, two_runs, tmp_path):
     a, b = two_runs
     other = _write_run(tmp_path / "o.parquet", [("q9", "x", 1.0)])
+    dup = tmp_path / "dup.trec"  # a document listed twice would count twice in the fused score
+    dup.write_text("q1 Q0 x 1 2.0 t\nq1 Q0 x 2 1.0 t\n")
     for args, status, words in (
         ([a, other], 1, "no query in common"),
         ([a, b, "--weights", "1,2,3"], 1, "one weight per run"),
@@ -193,6 +195,7 @@ def test_fuse_bad_input_is_one_line(cli, two_runs, tmp_path):
         ([a, b, "--method", "borda"], 2, "--method"),
         ([a, b, "--method", "zscore", "--rrf-k", "10"], 2, "--rrf-k"),
         ([a, tmp_path / "missing.parquet"], 1, "missing.parquet"),
+        ([a, dup], 1, "more than once"),
     ):
         res = cli("fuse", *args, "-o", tmp_path / "out.parquet")
         assert res.exit_code == status and res.stderr.count("\n") == 1 and words in res.stderr, (args, res.stderr)

@@ -269,6 +269,13 @@ def _read_trec_slow(data: bytes, name: str) -> pa.Table:
     )
 
 
+def refuse_duplicate_pairs(table: pa.Table, name: str) -> None:
+    """A one-line error when a (qid, docid) is listed more than once: scores would count it twice."""
+    dup = first_duplicate_pair(table)
+    if dup is not None:
+        raise InputError(f"{name}: query {dup[0]!r} lists document {dup[1]!r} more than once; keep one row per (query, document)")
+
+
 def first_duplicate_pair(table: pa.Table) -> tuple[str, str] | None:
     """The first (qid, docid) listed more than once in a run, or ``None``."""
     if table.num_rows < 2:

@@ -7,7 +7,7 @@ from typing import Any
 
 from vecpipe.errors import UsageError
 from vecpipe.formats import metadata, registry
-from vecpipe.formats.runs import DEFAULT_TAG, check_tag, read_run
+from vecpipe.formats.runs import DEFAULT_TAG, check_tag, read_run, refuse_duplicate_pairs
 from vecpipe.index.fusion import DEFAULT_METHOD, DEFAULT_RRF_K, METHODS, fuse
 from vecpipe.pipeline.runner import Context, Stage, opt, rec
 
@@ -49,6 +49,8 @@ class Fuse(Stage):
     def run(self, ctx: Context) -> int:
         tables = [read_run(path) for path in self.runs]
         names = ["<stdin>" if p == "-" else p for p in self.runs]
+        for table, name in zip(tables, names):
+            refuse_duplicate_pairs(table, name)
         out = fuse(tables, names, method=self.method, weights=self.weights, rrf_k=self.rrf_k, k=self.k)
         params: dict[str, Any] = {"method": self.method, "runs": len(tables), "weights": self.weights}
         if self.method == "rrf":

@@ -8,7 +8,7 @@ from typing import Any
 
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import registry
-from vecpipe.formats.runs import DEFAULT_TAG, check_tag, first_duplicate_pair, read_run
+from vecpipe.formats.runs import DEFAULT_TAG, check_tag, read_run, refuse_duplicate_pairs
 from vecpipe.formats.vectors import read_vectors
 from vecpipe.index.rescore import DocVectors, rerank
 from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
@@ -84,10 +84,7 @@ class Rerank(Stage):
         docs = DocVectors(path, name)
         queries = read_vectors(ctx.input("queries"))
         table = read_run(self.run_input)
-        dup = first_duplicate_pair(table)
-        if dup is not None:
-            raise InputError(f"{'<stdin>' if self.run_input == '-' else self.run_input}: query {dup[0]!r} lists "
-                             f"document {dup[1]!r} more than once; keep one row per (query, document)")
+        refuse_duplicate_pairs(table, "<stdin>" if self.run_input == "-" else self.run_input)
         out, meta = rerank(table, docs, queries, self.k, allow_missing=self.allow_missing, metric=self.metric,
                            on_note=ctx.note, allow_mismatch=self.allow_mismatch, device=ctx.device)
         with ctx.run_writer(meta, self.tag) as writer:
@@ -108,10 +105,7 @@ class Rerank(Stage):
         assert self.cross_encoder is not None
         model = CrossEncoder(self.cross_encoder, batch_size=self.batch_size, device=ctx.device, threads=self.threads)
         table = read_run(self.run_input)
-        dup = first_duplicate_pair(table)
-        if dup is not None:
-            raise InputError(f"{'<stdin>' if self.run_input == '-' else self.run_input}: query {dup[0]!r} lists "
-                             f"document {dup[1]!r} more than once; keep one row per (query, document)")
+        refuse_duplicate_pairs(table, "<stdin>" if self.run_input == "-" else self.run_input)
         table = table.filter(pc.less_equal(table.column("rank"), self.depth))
         qids = table.column("qid").combine_chunks().cast(pa.string())
         docids = table.column("docid").combine_chunks().cast(pa.string())
