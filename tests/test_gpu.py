@@ -53,6 +53,26 @@ def test_topk_rows_falls_back_to_whole_rows():
         np.testing.assert_array_equal(cols, ref_c)
 
 
+def test_candidate_sort_keys_order_signed_scores_and_keep_their_values():
+    """The one-sort candidate order (score bits and column in a 64-bit key) on negative scores
+    (-hamming, -l2), signed zeros, infinities and ties."""
+    rng = np.random.default_rng(5)
+    scores = np.round(rng.standard_normal((6, 5_000)), 2).astype(np.float32) * 10
+    scores[0, :50] = -0.0
+    scores[1, 10] = np.inf
+    scores[2, 20] = -np.inf
+    scores[3] = -np.abs(scores[3])  # all negative, as -hamming
+    ref_v, ref_c = _reference(scores + np.float32(0), 40)
+    for collect in (gpu.numpy_collect, False):
+        vals, cols = gpu.topk_rows(np, scores, 40, collect=collect)
+        np.testing.assert_array_equal(vals, ref_v)
+        np.testing.assert_array_equal(cols, ref_c)
+    perm = rng.permutation(5_000)
+    vals, cols = gpu._sort_candidates(np, scores[:, perm], np.broadcast_to(perm, scores.shape).astype(np.int64), 40)
+    np.testing.assert_array_equal(vals, ref_v)
+    np.testing.assert_array_equal(cols, ref_c)
+
+
 def test_topk_rows_small_and_empty():
     scores = np.array([[0.5, 0.1, 0.9]], np.float32)
     vals, cols = gpu.topk_rows(np, scores, 10)

@@ -183,11 +183,18 @@ def _thresholds(xp: Any, scores: Any, k: int) -> tuple[Any, int]:
 
 
 def _sort_candidates(xp: Any, vals: Any, cols: Any, k: int) -> tuple[Any, Any]:
-    """Candidates sorted best first, among equal scores the lower column first; k kept."""
-    by_col = xp.argsort(cols, axis=1, kind="stable")
-    vals, cols = xp.take_along_axis(vals, by_col, 1), xp.take_along_axis(cols, by_col, 1)
-    order = xp.argsort(-vals, axis=1, kind="stable")[:, :k]
-    return xp.take_along_axis(vals, order, 1), xp.take_along_axis(cols, order, 1)
+    """Candidates sorted best first, among equal scores the lower column first; k kept. One sort of
+    64-bit keys: the score's bits mapped to an order-preserving unsigned integer and inverted (best
+    first) in the high half, the column in the low half (columns below 2**32)."""
+    bits = xp.ascontiguousarray(vals + xp.float32(0), dtype=xp.float32).view(xp.uint32)  # -0.0 -> 0.0
+    neg = (bits >> 31).astype(bool)
+    ordered = xp.where(neg, ~bits, bits | xp.uint32(0x80000000))  # ascending with the float
+    keys = ((~ordered).astype(xp.uint64) << xp.uint64(32)) | cols.astype(xp.uint64)
+    keys = xp.sort(keys, axis=1)[:, :k]
+    ordered = ~(keys >> xp.uint64(32)).astype(xp.uint32)
+    top = ordered >> 31
+    bits = xp.where(top.astype(bool), ordered & xp.uint32(0x7FFFFFFF), ~ordered)
+    return bits.view(xp.float32), (keys & xp.uint64(0xFFFFFFFF)).astype(xp.int64)
 
 
 def _whole_rows(xp: Any, scores: Any, k: int) -> tuple[Any, Any]:
@@ -220,7 +227,8 @@ def topk_rows(xp: Any, scores: Any, k: int, cap: int = CAP, collect: Any = None)
             _kernels["collect"] = False
     if found is not None:
         count, vals, cols = found
-        out_v, out_c = _sort_candidates(xp, vals, cols, k)
+        used = max(k, min(width, int(count.max())))  # sort only the filled part of the buffers
+        out_v, out_c = _sort_candidates(xp, vals[:, :used], cols[:, :used], k)
         whole = xp.flatnonzero((count < k) | (count > width))
         if len(whole):
             out_v[whole], out_c[whole] = _whole_rows(xp, scores[whole], k)
