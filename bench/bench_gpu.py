@@ -310,13 +310,23 @@ def bench_search(work: Path, state: dict) -> None:
     bscan.search(qcodes[:512], k)
     cupy.cuda.Device().synchronize()
     t = time.perf_counter()
-    sb, _ = bscan.search(qcodes, k)
+    sb, _rb = bscan.search(qcodes, k)
     t_gpu = time.perf_counter() - t
     gpu_rate = nq / t_gpu
     exact = bool(np.array_equal(-sb[:n_cpu_b], db.astype(np.float32)))
-    row("search", f"vecpipe GPU scan 1-bit, {nq:,} queries", fmt(gpu_rate), "queries/s",
-        other=str(exact), other_what="distances equal faiss's", ratio=f"{gpu_rate / cpu_rate:.1f}x faiss CPU")
-    del bscan
+    rows_equal = bool(np.array_equal(_rb[:n_cpu_b], _lb))
+    row("search", f"vecpipe GPU scan 1-bit (fused Hamming histogram scan: {bscan.fused}), {nq:,} queries", fmt(gpu_rate), "queries/s",
+        other=f"{exact} / {rows_equal}", other_what="distances / rows equal faiss's", ratio=f"{gpu_rate / cpu_rate:.1f}x faiss CPU")
+    gemm = gpu.Scan(gpu.corpus_of(bindex, "hamming"), cupy, fused=False)
+    gemm.search(qcodes[:512], k)
+    cupy.cuda.Device().synchronize()
+    t = time.perf_counter()
+    sg, rg = gemm.search(qcodes, k)
+    t_g = time.perf_counter() - t
+    row("search", "  the same through the fp16 matrix product (+-1 codes) and the collect kernel", fmt(nq / t_g), "queries/s",
+        other=str(bool(np.array_equal(rg, _rb)) and bool(np.array_equal(sg, sb))), other_what="run equals the fused scan's",
+        ratio=f"{nq / t_g / cpu_rate:.1f}x")
+    del bscan, gemm
     cupy.get_default_memory_pool().free_all_blocks()
 
 

@@ -119,6 +119,40 @@ def test_binary_scan_equals_faiss_exactly():
     np.testing.assert_array_equal(rows, labels)  # among equal distances the lower row, as faiss keeps
 
 
+@pytest.mark.parametrize("bits,streamed", [(384, False), (384, True), (100, False), (1024, True)])
+def test_fused_hamming_scan_equals_faiss_exactly(bits, streamed):
+    """The two-pass histogram scan (NumPy stand-ins for its CUDA kernels, candidates shuffled as atomics
+    leave them): the same distances and rows as faiss, ties in row order, code sizes not a multiple
+    of 8 bytes, corpora streamed in blocks."""
+    rng = np.random.default_rng(bits)
+    nbytes = bits // 8 + (1 if bits % 8 else 0)
+    base = rng.integers(0, 256, size=(40, nbytes), dtype=np.uint8)
+    codes = base[rng.integers(0, 40, 6_000)] ^ (rng.integers(0, 256, size=(6_000, nbytes), dtype=np.uint8) & 0x21)
+    codes[100:400] = codes[50]  # a block of exact duplicates: ties at every distance
+    index = faiss.IndexBinaryFlat(nbytes * 8)
+    index.add(codes)
+    q = np.vstack([codes[50:51], codes[:20] ^ (rng.integers(0, 256, size=(20, nbytes), dtype=np.uint8) & 0x03)])
+    dist, labels = index.search(q, 50)
+    kw = {"memory": 1 << 16, "block_rows": 1_500} if streamed else {}
+    scan = gpu.Scan(gpu.corpus_of(index, "hamming"), xp=np, fused=True, **kw)
+    assert scan.fused and scan.resident is not streamed
+    scores, rows = scan.search(q, 50)
+    np.testing.assert_array_equal(-scores, dist)
+    np.testing.assert_array_equal(rows, labels)
+
+
+def test_fused_hamming_topk_gives_way_when_ties_overflow():
+    codes = np.zeros((3_000, 8), np.uint8)  # every code equal: 3,000 ties at distance 0
+    q_words, d_words = gpu.as_words(np, codes[:4]), gpu.as_words(np, codes)
+    assert gpu.hamming_topk(np, q_words, d_words, 10, 64, max_ties=1_000) is None
+    vals, cols = gpu.hamming_topk(np, q_words, d_words, 10, 64)
+    assert (cols == np.arange(10)).all() and (vals == 0).all()
+    index = faiss.IndexBinaryFlat(64)
+    index.add(codes)
+    scores, rows = gpu.Scan(gpu.corpus_of(index, "hamming"), xp=np, fused=True, memory=1 << 12).search(codes[:4], 10)
+    assert (rows == np.arange(10)).all() and (scores == 0).all()  # through the matrix-product path
+
+
 def test_scan_pads_when_k_exceeds_the_corpus():
     x = clustered(5, 8)
     index = faiss.IndexFlatIP(8)

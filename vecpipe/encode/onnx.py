@@ -88,6 +88,11 @@ def open_session(
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    if providers and providers[0] == "CUDAExecutionProvider":
+        # The GPU does the work: one CPU thread for the few host-side nodes, and no thread that
+        # spins between runs, so that every core is left to the tokenizer feeding the GPU.
+        so.intra_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     if rewrite:
         try:
@@ -410,7 +415,7 @@ class OnnxEncoder(Encoder):
             m = _WHITESPACE.search(t, cut_at) if len(t) > cut_at else None
             cut.append(t[: m.start()] if m else t)
         encs = list(self._tokenizer.encode_batch(cut, add_special_tokens=True))
-        again = [i for i, (c, t, e) in enumerate(zip(cut, texts, encs)) if c is not t and len(e.ids) < self.max_length]
+        again = [i for i, (c, t, e) in enumerate(zip(cut, texts, encs)) if c is not t and len(e) < self.max_length]
         if again:
             for i, e in zip(again, self._tokenizer.encode_batch([texts[i] for i in again], add_special_tokens=True)):
                 encs[i] = e

@@ -167,6 +167,188 @@ def numpy_collect(xp: Any, scores: Any, thresholds: Any, cap: int, seed: int = 0
     return count, vals, cols
 
 
+# -- 1-bit codes: a fused Hamming scan with an exact top k from per-query histograms -----------------
+#
+# Two passes over the codes, no score matrix: (1) each query's histogram of Hamming distances
+# (distances are small integers, at most the number of bits); from it the distance t at which the
+# k-th nearest lies, and how many lie nearer; (2) every code nearer than t is kept, and every code at
+# exactly t is listed; the nearer ones sorted by (distance, row) and the lowest rows at t fill the k.
+# Exact, with ties in row order like the CPU scan. Queries are taken ``_QT`` at a time by each thread
+# block, so each code read from memory serves several queries.
+
+_QT = 8
+MAX_FUSED_BITS = 1024  # a block's histograms in shared memory: _QT x (bits + 1) counters
+_HAMMING_SOURCE = r"""
+#define QT 8
+extern "C" __global__
+void vecpipe_hamming_hist(const unsigned long long* __restrict__ docs, const long long n,
+                          const unsigned long long* __restrict__ queries, const int nq, const int bins,
+                          unsigned int* __restrict__ hist) {
+    extern __shared__ unsigned int sh[];
+    __shared__ unsigned long long qs[QT * WORDS];
+    const int q0 = blockIdx.y * QT;
+    const int nqb = min(QT, nq - q0);
+    for (int i = threadIdx.x; i < QT * bins; i += blockDim.x) sh[i] = 0;
+    for (int i = threadIdx.x; i < nqb * WORDS; i += blockDim.x) qs[i] = queries[(long long)q0 * WORDS + i];
+    __syncthreads();
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < n; j += stride) {
+        unsigned long long d[WORDS];
+#pragma unroll
+        for (int w = 0; w < WORDS; ++w) d[w] = docs[j * WORDS + w];
+        for (int qi = 0; qi < nqb; ++qi) {
+            int h = 0;
+#pragma unroll
+            for (int w = 0; w < WORDS; ++w) h += __popcll(d[w] ^ qs[qi * WORDS + w]);
+            atomicAdd(sh + qi * bins + h, 1u);
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < nqb * bins; i += blockDim.x) {
+        const unsigned int c = sh[i];
+        if (c) atomicAdd(hist + (long long)(q0 + i / bins) * bins + (i % bins), c);
+    }
+}
+
+extern "C" __global__
+void vecpipe_hamming_collect(const unsigned long long* __restrict__ docs, const long long n,
+                             const unsigned long long* __restrict__ queries, const int nq,
+                             const int* __restrict__ thr, const int k, const int tie_cap,
+                             int* __restrict__ nlt, unsigned long long* __restrict__ lt_keys,
+                             int* __restrict__ neq, int* __restrict__ ties) {
+    __shared__ unsigned long long qs[QT * WORDS];
+    __shared__ int ts[QT];
+    const int q0 = blockIdx.y * QT;
+    const int nqb = min(QT, nq - q0);
+    for (int i = threadIdx.x; i < nqb * WORDS; i += blockDim.x) qs[i] = queries[(long long)q0 * WORDS + i];
+    for (int i = threadIdx.x; i < nqb; i += blockDim.x) ts[i] = thr[q0 + i];
+    __syncthreads();
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < n; j += stride) {
+        unsigned long long d[WORDS];
+#pragma unroll
+        for (int w = 0; w < WORDS; ++w) d[w] = docs[j * WORDS + w];
+        for (int qi = 0; qi < nqb; ++qi) {
+            int h = 0;
+#pragma unroll
+            for (int w = 0; w < WORDS; ++w) h += __popcll(d[w] ^ qs[qi * WORDS + w]);
+            const int t = ts[qi];
+            const long long q = q0 + qi;
+            if (h < t) {
+                const int p = atomicAdd(nlt + q, 1);
+                if (p < k) lt_keys[q * k + p] = ((unsigned long long)h << 32) | (unsigned long long)j;
+            } else if (h == t) {
+                const int p = atomicAdd(neq + q, 1);
+                if (p < tie_cap) ties[q * tie_cap + p] = (int)j;
+            }
+        }
+    }
+}
+"""
+_POP8 = np.array([bin(i).count("1") for i in range(256)], np.int64)
+
+
+def as_words(xp: Any, codes: Any) -> Any:
+    """uint8 codes [n, b] -> uint64 words [n, ceil(b / 8)], zero-padded (zeros change no distance)."""
+    n, b = codes.shape
+    pad = (-b) % 8
+    if pad:
+        codes = xp.concatenate([codes, xp.zeros((n, pad), xp.uint8)], axis=1)
+    return xp.ascontiguousarray(codes).view(xp.uint64)
+
+
+def _distances(q_words: np.ndarray, d_words: np.ndarray) -> np.ndarray:
+    x = (q_words[:, None, :] ^ d_words[None, :, :]).view(np.uint8)
+    return _POP8[x].sum(axis=2)
+
+
+def numpy_hamming_hist(xp: Any, q_words: Any, d_words: Any, bins: int) -> Any:
+    """The histogram kernel's contract on NumPy (for tests): counts [queries, bins] of distances."""
+    dist = _distances(q_words, d_words)
+    return np.stack([np.bincount(r, minlength=bins) for r in dist]).astype(np.uint32)
+
+
+def numpy_hamming_collect(xp: Any, q_words: Any, d_words: Any, thr: Any, k: int, tie_cap: int, seed: int = 0) -> tuple[Any, Any, Any, Any]:
+    """The collect kernel's contract on NumPy (in a shuffled order, as atomics leave it)."""
+    dist = _distances(q_words, d_words)
+    rows = len(q_words)
+    rng = np.random.default_rng(seed)
+    nlt = np.zeros(rows, np.int32)
+    neq = np.zeros(rows, np.int32)
+    lt_keys = np.full((rows, k), np.iinfo(np.uint64).max, np.uint64)
+    ties = np.full((rows, max(1, tie_cap)), np.iinfo(np.int32).max, np.int32)
+    for r in range(rows):
+        lt = rng.permutation(np.flatnonzero(dist[r] < thr[r]))
+        eq = rng.permutation(np.flatnonzero(dist[r] == thr[r]))
+        nlt[r], neq[r] = len(lt), len(eq)
+        lt_keys[r, : min(k, len(lt))] = (dist[r, lt[:k]].astype(np.uint64) << np.uint64(32)) | lt[:k].astype(np.uint64)
+        ties[r, : min(tie_cap, len(eq))] = eq[:tie_cap]
+    return nlt, lt_keys, neq, ties
+
+
+def _cuda_hamming(xp: Any, words: int) -> tuple[Any, Any]:
+    key = f"hamming{words}"
+    if key not in _kernels:
+        module = xp.RawModule(code=_HAMMING_SOURCE, options=(f"-DWORDS={words}",))
+        _kernels[key] = (module.get_function("vecpipe_hamming_hist"), module.get_function("vecpipe_hamming_collect"))
+    return _kernels[key]
+
+
+def _grid_x(n: int, rows: int) -> int:
+    # enough blocks to fill the GPU several times over, each thread striding over the codes
+    return int(max(1, min((n + 255) // 256, max(1, 32768 // max(1, (rows + _QT - 1) // _QT)))))
+
+
+def cuda_hamming_hist(xp: Any, q_words: Any, d_words: Any, bins: int) -> Any:
+    hist_k, _ = _cuda_hamming(xp, int(q_words.shape[1]))
+    rows, n = len(q_words), len(d_words)
+    hist = xp.zeros((rows, bins), xp.uint32)
+    hist_k((_grid_x(n, rows), (rows + _QT - 1) // _QT), (256,),
+           (d_words, np.int64(n), q_words, np.int32(rows), np.int32(bins), hist), shared_mem=_QT * bins * 4)
+    return hist
+
+
+def cuda_hamming_collect(xp: Any, q_words: Any, d_words: Any, thr: Any, k: int, tie_cap: int) -> tuple[Any, Any, Any, Any]:
+    _, collect_k = _cuda_hamming(xp, int(q_words.shape[1]))
+    rows, n = len(q_words), len(d_words)
+    nlt = xp.zeros(rows, xp.int32)
+    neq = xp.zeros(rows, xp.int32)
+    lt_keys = xp.full((rows, k), np.iinfo(np.uint64).max, xp.uint64)
+    ties = xp.full((rows, max(1, tie_cap)), np.iinfo(np.int32).max, xp.int32)
+    collect_k((_grid_x(n, rows), (rows + _QT - 1) // _QT), (256,),
+              (d_words, np.int64(n), q_words, np.int32(rows), xp.ascontiguousarray(thr, dtype=xp.int32),
+               np.int32(k), np.int32(max(1, tie_cap)), nlt, lt_keys, neq, ties))
+    return nlt, lt_keys, neq, ties
+
+
+def hamming_topk(xp: Any, q_words: Any, d_words: Any, k: int, bits: int, max_ties: int | None = None,
+                 hist_fn: Any = None, collect_fn: Any = None) -> tuple[Any, Any] | None:
+    """The k nearest codes of each query by Hamming distance, nearest first, among equal distances
+    the lower row first: (minus the distances as float32, rows as int64); k at most the number of
+    codes. None when the codes tied at the k-th distance would need more than ``max_ties`` slots in
+    all (the caller scans those queries another way)."""
+    rows = len(q_words)
+    hist_fn = hist_fn or (cuda_hamming_hist if _is_cupy(xp) else numpy_hamming_hist)
+    collect_fn = collect_fn or (cuda_hamming_collect if _is_cupy(xp) else numpy_hamming_collect)
+    hist = hist_fn(xp, q_words, d_words, bits + 1).astype(xp.int64)
+    cum = xp.cumsum(hist, axis=1)
+    thr = xp.argmax(cum >= k, axis=1)  # the distance of the k-th nearest
+    at_thr = xp.take_along_axis(hist, thr[:, None], 1)[:, 0]
+    nearer = xp.take_along_axis(cum, thr[:, None], 1)[:, 0] - at_thr
+    tie_cap = int(at_thr.max()) if rows else 0
+    if max_ties is not None and rows * tie_cap > max_ties:
+        return None
+    _nlt, lt_keys, _neq, ties = collect_fn(xp, q_words, d_words, thr, k, tie_cap)
+    lt_sorted = xp.sort(lt_keys, axis=1)
+    firsts = xp.sort(ties, axis=1)[:, :k].astype(xp.uint64)
+    tie_keys = (thr.astype(xp.uint64)[:, None] << xp.uint64(32)) | firsts
+    unused = xp.arange(firsts.shape[1])[None, :] >= (k - nearer)[:, None]
+    tie_keys[unused] = xp.uint64(np.iinfo(np.uint64).max)
+    keys = xp.sort(xp.concatenate([lt_sorted, tie_keys], axis=1), axis=1)[:, :k]
+    dist = (keys >> xp.uint64(32)).astype(xp.float32)
+    return -dist, (keys & xp.uint64(0xFFFFFFFF)).astype(xp.int64)
+
+
 def _is_cupy(xp: Any) -> bool:
     return getattr(xp, "__name__", "") == "cupy"
 
@@ -276,7 +458,8 @@ def merge_topk(xp: Any, parts: list[tuple[Any, Any]], k: int) -> tuple[Any, Any]
 class Scan:
     """Exact top-k over a :class:`Corpus` on ``xp``'s device (CuPy, or NumPy for tests)."""
 
-    def __init__(self, corpus: Corpus, xp: Any = None, memory: int | None = None, block_rows: int | None = None):
+    def __init__(self, corpus: Corpus, xp: Any = None, memory: int | None = None, block_rows: int | None = None,
+                 fused: bool | None = None):
         self.corpus = corpus
         self.xp = xp if xp is not None else require_cupy()
         self.gpu = self.xp is not np
@@ -295,6 +478,9 @@ class Scan:
             self._vmin = self.xp.asarray(corpus.vmin, dtype=self.xp.float32)
             self._vdiff = self.xp.asarray(corpus.vdiff, dtype=self.xp.float32) / 255.0
         self._norms: Any = None
+        #: 1-bit codes: the fused Hamming scan (default on a GPU; tests turn it on with NumPy)
+        self.fused = bool(self.gpu if fused is None else fused) and corpus.kind == "binary" and 0 < self.dim <= MAX_FUSED_BITS
+        self._device_words = as_words(self.xp, self._device_rows) if self.fused and self._device_rows is not None else None
 
     def _block(self, start: int, stop: int) -> Any:
         xp = self.xp
@@ -320,35 +506,55 @@ class Scan:
             s = -xp.maximum(qn + bn - 2 * s, 0)
         return s
 
+    def _words(self, start: int, stop: int) -> Any:
+        if self._device_words is not None:
+            return self._device_words[start:stop]
+        return as_words(self.xp, self.xp.asarray(self.corpus.rows[start:stop]))
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) on the host: scores higher-is-better (-distance for l2 and hamming), rows -1 past the corpus."""
         xp = self.xp
         n = self.corpus.n
         nq = len(queries)
         k_eff = min(k, n)
-        if self.corpus.kind == "binary":
-            q = unpack_pm1(xp, xp.asarray(np.ascontiguousarray(queries, dtype=np.uint8)))
-        else:
-            q = xp.asarray(np.ascontiguousarray(queries, dtype=np.float32))
+        binary = self.corpus.kind == "binary"
+        host_q = np.ascontiguousarray(queries, dtype=np.uint8 if binary else np.float32)
+        q_words = as_words(xp, xp.asarray(host_q)) if self.fused else None
+        q_matrix: Any = None  # the queries as the matrix product wants them, made when first needed
         # queries per step: a [q_rows, block] float32 matrix and its mask within a quarter of the memory
         block = min(self.block_rows, n) if n else 1
         q_rows = max(1, min(nq, self.memory // 4 // max(1, block * 4 * 3)))
+        step = min(nq, _QT * 8192) if self.fused else q_rows
         best_v = best_c = None
         # corpus blocks outside, so a streamed corpus crosses to the device once per call
         for start in range(0, n, block):
             stop = min(n, start + block)
-            rows = self._block(start, stop)
+            rows = None
+            words = self._words(start, stop) if self.fused else None
             step_v, step_c = [], []
-            for q0 in range(0, nq, q_rows):
-                vals, cols = topk_rows(xp, self._scores(q[q0 : q0 + q_rows], rows), k_eff)
-                step_v.append(vals)
-                step_c.append(cols + start)
+            for q0 in range(0, nq, max(1, step)):
+                q1 = min(nq, q0 + step)
+                found = None
+                if words is not None and q_words is not None:
+                    found = hamming_topk(xp, q_words[q0:q1], words, k_eff, self.dim, max_ties=self.memory // 16 // 4)
+                if found is not None:
+                    step_v.append(found[0])
+                    step_c.append(found[1] + start)
+                    continue
+                if rows is None:
+                    rows = self._block(start, stop)
+                if q_matrix is None:
+                    q_matrix = unpack_pm1(xp, xp.asarray(host_q)) if binary else xp.asarray(host_q)
+                for a in range(q0, q1, q_rows):
+                    vals, cols = topk_rows(xp, self._scores(q_matrix[a : min(q1, a + q_rows)], rows), k_eff)
+                    step_v.append(vals)
+                    step_c.append(cols + start)
             vals, cols = xp.concatenate(step_v), xp.concatenate(step_c)
             if best_v is None:
                 best_v, best_c = vals, cols
             else:
                 best_v, best_c = merge_topk(xp, [(best_v, best_c), (vals, cols)], k_eff)
-            del rows
+            del rows, words
         if best_v is None:
             out_s, out_l = np.empty((nq, 0), np.float32), np.empty((nq, 0), np.int64)
         else:
