@@ -97,16 +97,20 @@ def token_count(texts: list[str], max_length: int = 256) -> int:
 # -- 1. embed ------------------------------------------------------------------------------------------
 
 
-def bench_embed(data: Path, work: Path, reps: int, state: dict) -> None:
-    docs = read_corpus(data)
+def write_big(docs: list[dict], work: Path, reps: int) -> tuple[Path, int, int, int]:
+    """The corpus repeated ``reps`` times with new ids: (path, passages, tokens, tokens of one copy)."""
     big = work / "big.jsonl"
     with open(big, "w") as fh:
         for r in range(reps):
             for d in docs:
                 fh.write(json.dumps({"_id": f"{d['_id']}-{r}", "title": d.get("title", ""), "text": d.get("text", "")}) + "\n")
-    n = len(docs) * reps
     base_tokens = token_count([doc_text(d) for d in docs])
-    tokens = base_tokens * reps
+    return big, len(docs) * reps, base_tokens * reps, base_tokens
+
+
+def bench_embed(data: Path, work: Path, reps: int, state: dict) -> None:
+    docs = read_corpus(data)
+    big, n, tokens, base_tokens = write_big(docs, work, reps)
     print(f"   corpus: {len(docs)} SciFact passages x {reps} = {n:,} passages, {tokens:,} tokens (max length 256)", flush=True)
     warm = work / "warm.jsonl"
     with open(warm, "w") as fh:
@@ -181,6 +185,79 @@ def bench_embed(data: Path, work: Path, reps: int, state: dict) -> None:
     row("embed", "vecpipe / sentence-transformers", fmt(state["embed_docs_s"] / st_rate, 2), "x")
     del st, word
     torch.cuda.empty_cache()
+
+
+# -- 1b. where the embed time goes (tuning the prepare side) -------------------------------------------
+
+PAIRS = ((2, 16384), (1, 16384), (2, 4096), (4, 4096), (8, 2048))
+
+
+def _timed(enc, timers: dict) -> None:
+    run, prepare = enc._run, enc._prepare
+
+    def timed_run(feed):
+        t0 = time.perf_counter()
+        out = run(feed)
+        timers["run"] += time.perf_counter() - t0
+        return out
+
+    def timed_prepare(sizes, items):
+        t0 = time.perf_counter()
+        out = prepare(sizes, items)
+        timers["prepare"] += time.perf_counter() - t0
+        return out
+
+    enc._run, enc._prepare = timed_run, timed_prepare
+
+
+def bench_embedprof(data: Path, work: Path, reps: int, state: dict) -> None:
+    """In-process: the encoder with several (prepare threads, window) pairs, the model's runs and the
+    preparation (tokenize, pad; summed over threads) timed apart; the model alone on one window's real
+    batches; then the CLI end to end with the default pair and the best two others
+    (VECPIPE_ENCODE_PREPARE_THREADS, VECPIPE_ENCODE_WINDOW)."""
+    from vecpipe.encode import load_encoder
+
+    docs = read_corpus(data)
+    copies = min(reps, 10)
+    texts = [doc_text(d) for d in docs] * copies
+    tokens = token_count([doc_text(d) for d in docs]) * copies
+    rates = {}
+    for threads, window in PAIRS:
+        enc = load_encoder(device="cuda", window=window)
+        enc.prepare_threads = threads
+        if (threads, window) == PAIRS[0]:
+            win = enc._prepare([16384], texts[:16384])
+            for b in win.batches[:3]:
+                enc._run(b.feed)
+            t0 = time.perf_counter()
+            for b in win.batches:
+                enc._run(b.feed)
+            t0 = time.perf_counter() - t0
+            n_tok = sum(b.n_tokens for b in win.batches)
+            row("embedprof", f"model alone on one window's real batches ({len(win.batches)} batches)", fmt(16384 / t0), "docs/s",
+                other=f"{n_tok / t0 / 1e6:.2f}M tokens/s")
+        timers = {"run": 0.0, "prepare": 0.0}
+        _timed(enc, timers)
+        list(enc.encode_batches([texts[:2048]]))
+        timers.update(run=0.0, prepare=0.0)
+        t = time.perf_counter()
+        for _ in enc.encode_batches(texts[i : i + 4096] for i in range(0, len(texts), 4096)):
+            pass
+        t = time.perf_counter() - t
+        rates[(threads, window)] = len(texts) / t
+        row("embedprof", f"in-process, {threads} prepare threads, window {window}", fmt(len(texts) / t), "docs/s",
+            other=f"{tokens / t / 1e6:.2f}M tokens/s; model {timers['run']:.2f} s, prepare {timers['prepare']:.2f} s of {t:.2f} s")
+        enc.close()
+    big, n, big_tokens, _ = write_big(docs, work, reps)
+    others = [p for p in sorted(rates, key=rates.get, reverse=True) if p != PAIRS[0]][:2]
+    for pair in [PAIRS[0], *others]:
+        os.environ["VECPIPE_ENCODE_PREPARE_THREADS"], os.environ["VECPIPE_ENCODE_WINDOW"] = str(pair[0]), str(pair[1])
+        try:
+            t, _ = cli("embed", str(big), "--device", "cuda", "-o", str(work / f"big-{pair[0]}-{pair[1]}.parquet"), "-q")
+        finally:
+            del os.environ["VECPIPE_ENCODE_PREPARE_THREADS"], os.environ["VECPIPE_ENCODE_WINDOW"]
+        row("embedprof", f"vecpipe embed --device cuda, CLI end to end, {n:,} passages, {pair[0]} prepare threads, window {pair[1]}",
+            fmt(n / t), "docs/s", other=f"{big_tokens / t / 1e6:.2f}M tokens/s")
 
 
 # -- 2. the model alone -------------------------------------------------------------------------------
@@ -423,6 +500,8 @@ def main() -> None:
         work = Path(tmp)
         if "embed" in only:
             section("embed", bench_embed, args.data, work, args.reps, state)
+        if "embedprof" in only:
+            section("embedprof", bench_embedprof, args.data, work, args.reps, state)
         if "model" in only:
             section("model", bench_model, state)
         if "search" in only:

@@ -439,6 +439,30 @@ def test_two_prepare_threads_keep_input_order(tiny_model_dir):
     np.testing.assert_array_equal(one, two)
 
 
+def test_window_and_prepare_threads_from_the_environment(cli, tmp_path, tiny_model_dir, monkeypatch):
+    from vecpipe.encode import load_encoder
+    from vecpipe.errors import UsageError
+
+    monkeypatch.setenv("VECPIPE_ENCODE_WINDOW", "96")
+    monkeypatch.setenv("VECPIPE_ENCODE_PREPARE_THREADS", "3")
+    enc = load_encoder(str(tiny_model_dir), device="cpu")
+    assert (enc.window, enc.prepare_threads) == (96, 3)
+    texts = [f"text number {i} " + "word " * (i % 37) for i in range(500)]
+    tuned = np.concatenate(list(enc.encode_batches([texts[i : i + 50] for i in range(0, 500, 50)])))
+    monkeypatch.delenv("VECPIPE_ENCODE_WINDOW")
+    monkeypatch.delenv("VECPIPE_ENCODE_PREPARE_THREADS")
+    plain = load_encoder(str(tiny_model_dir), device="cpu")
+    np.testing.assert_allclose(tuned, np.concatenate(list(plain.encode_batches([texts]))), atol=1e-6)
+    monkeypatch.setenv("VECPIPE_ENCODE_WINDOW", "many")
+    with pytest.raises(UsageError, match="VECPIPE_ENCODE_WINDOW=many"):
+        load_encoder(str(tiny_model_dir), device="cpu")
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"_id": "d1", "text": "one"}\n')
+    res = cli("embed", str(corpus), "--model", str(tiny_model_dir), "-o", str(tmp_path / "v.parquet"))
+    assert res.exit_code != 0 and "VECPIPE_ENCODE_WINDOW=many" in res.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "v.parquet").exists()
+
+
 def test_int8_cpu_form_is_built_cached_and_close_to_the_model(cli, tmp_path, tiny_model_dir, cache):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(f'{{"_id": "d{i}", "text": "text number {i} about {i % 5} things"}}\n' for i in range(40)))

@@ -249,6 +249,10 @@ ENVIRONMENT: list[tuple[str, str]] = [
     ("VECPIPE_GPU_ATTENTION",
      "unfused: the GPU form of a model keeps attention as the model has it instead of one fused "
      "MultiHeadAttention per block (to rule the fusion out when a CUDA build misbehaves)."),
+    ("VECPIPE_ENCODE_WINDOW",
+     "Texts tokenized together and sorted by length before batching (embed; default 2048 on a CPU, 16384 on a GPU)."),
+    ("VECPIPE_ENCODE_PREPARE_THREADS",
+     "Windows tokenized at once ahead of the model (embed; default 1 on a CPU, 2 on a GPU)."),
     ("VECPIPE_NO_STAT_CACHE",
      "1: do not keep input fingerprints in the user cache; every input is hashed again on every run."),
     ("XDG_CACHE_HOME", "Base of the user cache when VECPIPE_CACHE_DIR is unset (default ~/.cache)."),

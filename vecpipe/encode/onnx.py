@@ -47,6 +47,16 @@ GPU_MAX_BATCH_TOKENS = 65536
 GPU_BATCH_SIZE = 256
 
 
+def _env_int(name: str) -> int | None:
+    """A positive integer from the environment (tuning knobs), None when unset; one line when bad."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{name}={text}: expected a positive integer")
+    return int(text)
+
+
 def cpu_count() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -185,8 +195,8 @@ class OnnxEncoder(Encoder):
         gpu = self.device == "cuda"
         self.batch_size = int(batch_size or (GPU_BATCH_SIZE if gpu else DEFAULT_BATCH_SIZE))
         self.max_batch_tokens = int(max_batch_tokens or (GPU_MAX_BATCH_TOKENS if gpu else DEFAULT_MAX_BATCH_TOKENS))
-        self.window = int(window or max(GPU_WINDOW if gpu else DEFAULT_WINDOW, self.batch_size))
-        self.prepare_threads = 2 if gpu else 1
+        self.window = int(window or _env_int("VECPIPE_ENCODE_WINDOW") or max(GPU_WINDOW if gpu else DEFAULT_WINDOW, self.batch_size))
+        self.prepare_threads = _env_int("VECPIPE_ENCODE_PREPARE_THREADS") or (2 if gpu else 1)
 
         self._tokenizer = self._load_tokenizer(spec.tokenizer_path)
         if self.precision is not None:
