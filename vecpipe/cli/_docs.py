@@ -250,7 +250,7 @@ ENVIRONMENT: list[tuple[str, str]] = [
      "unfused: the GPU form of a model keeps attention as the model has it instead of one fused "
      "MultiHeadAttention per block (to rule the fusion out when a CUDA build misbehaves)."),
     ("VECPIPE_ENCODE_WINDOW",
-     "Texts tokenized together and sorted by length before batching (embed; default 2048 on a CPU, 16384 on a GPU)."),
+     "Texts tokenized together and sorted by length before batching (embed; default 2048 on a CPU, 4096 on a GPU)."),
     ("VECPIPE_ENCODE_PREPARE_THREADS",
      "Windows tokenized at once ahead of the model (embed; default 1 on a CPU, 2 on a GPU)."),
     ("VECPIPE_NO_STAT_CACHE",
