@@ -47,6 +47,7 @@ complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l id-field -x 
 complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l text-field -x -d 'Field holding the text (default: text)'
 complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l title-field -x -d 'Field joined before the text with a space (default: title, when present)'
 complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l skip-bad -d '--spec BM25: skip malformed records and list them on stderr'
+complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l update -x -d 'Follow the corpus from OLD.vpi: rows matched by id'
 complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l force -d 'Rebuild even if the output is up to date'
 complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l quiet -s q -d 'No progress, notes or warnings on stderr'
 complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l debug -d 'On an error, show the Python traceback (also VECPIPE_DEBUG=1)'

@@ -70,7 +70,7 @@ from hostile_harness import (
 )
 
 CASES: list[Case] = []
-WRITERS = ("embed", "quantize", "binarize", "build-index", "search", "rerank", "eval", "merge", "fuse", "compare")
+WRITERS = ("embed", "quantize", "binarize", "build-index", "build-index-update", "search", "rerank", "eval", "merge", "fuse", "compare")
 
 
 def add(id: str, cls: int, cmd: str, setup, expect, skip=None, note: str = "") -> None:
@@ -247,6 +247,10 @@ W = {
     "build-index": Writer("build-index", ".vpi", ("docs.parquet",),
                           lambda ctx: ["build-index", "docs.parquet", "--spec", "Flat"], "vpi", "flat.vpi",
                           _sanity_index),
+    # --update of the reference Flat index from the same table: the same index as a rebuild
+    "build-index-update": Writer("build-index", ".vpi", ("docs.parquet", "flat.vpi"),
+                                 lambda ctx: ["build-index", "docs.parquet", "--update", "flat.vpi"], "vpi", "flat.vpi",
+                                 _sanity_index),
     "search": Writer("search", ".trec", ("queries.parquet", "flat.vpi"),
                      lambda ctx: ["search", "queries.parquet", "--index", "flat.vpi", "-k", str(K)], "text",
                      "ref-search.trec", _sanity_search),
@@ -1086,6 +1090,74 @@ def _class7():
 
 
 _class7()
+
+# ====================================================================================== build-index --update
+
+
+def _update_cases():
+    """build-index NEW --update OLD.vpi over hostile inputs: the refusals of a rebuild, plus an old
+    index of another model, a spec or training option it cannot keep, and an old index edited since."""
+
+    def setup_other_model(ctx):
+        cp(ctx, "flat.vpi")
+        write_vectors(ctx.path("new.parquet"), DOC_IDS, DOCS, vec_meta(DIM, sha=SHA_B))
+        return Inv(argv=["build-index", "new.parquet", "--update", "flat.vpi", "-o", "out.vpi"], out=["out.vpi"],
+                   mention=["new.parquet"])
+
+    add("class3-build-index-update-other-model", 3, "build-index", setup_other_model, Refuse(1))
+
+    def setup_nan(ctx):
+        cp(ctx, "flat.vpi")
+        bad = DOCS.copy()
+        bad[3, 2] = np.nan
+        write_vectors(ctx.path("new.parquet"), DOC_IDS, bad)
+        return Inv(argv=["build-index", "new.parquet", "--update", "flat.vpi", "-o", "out.vpi"], out=["out.vpi"],
+                   mention=["new.parquet"])
+
+    add("class3-build-index-update-nan", 3, "build-index", setup_nan, Refuse(1))
+
+    for slug, extra in (("spec", ["--spec", "HNSW8"]), ("nprobe", ["--nprobe", "4"]), ("seed", ["--seed", "3"])):
+        def setup_keep(ctx, extra=extra):
+            cp(ctx, "docs.parquet", "flat.vpi")
+            return Inv(argv=["build-index", "docs.parquet", "--update", "flat.vpi", *extra, "-o", "out.vpi"], out=["out.vpi"])
+
+        add(f"class4-build-index-update-{slug}-kept-from-old", 4, "build-index", setup_keep, Refuse(2))
+
+    def setup_not_index(ctx):
+        cp(ctx, "docs.parquet")
+        return Inv(argv=["build-index", "docs.parquet", "--update", "docs.parquet", "-o", "out.vpi"], out=["out.vpi"],
+                   mention=["docs.parquet"])
+
+    add("class4-build-index-update-not-an-index", 4, "build-index", setup_not_index, Refuse(1))
+
+    # The old index replaced by another (same size) between two runs: the rerun is not up to date.
+    def setup_old_edited(ctx):
+        cp(ctx, "docs.parquet", "flat.vpi")
+        argv = ["build-index", "docs.parquet", "--update", "flat.vpi", "-o", "out.vpi"]
+        ctx.vp(*argv)
+        half = DOCS.copy()
+        half[: len(half) // 2] *= -1
+        write_vectors(ctx.path("other.parquet"), DOC_IDS, half)
+        ctx.vp("build-index", "other.parquet", "-o", "flat2.vpi")
+        st = os.stat(ctx.path("flat.vpi"))
+        if os.path.getsize(ctx.path("flat2.vpi")) == st.st_size:
+            ctx.write("flat.vpi", ctx.read("flat2.vpi"))
+            os.utime(ctx.path("flat.vpi"), ns=(st.st_atime_ns, st.st_mtime_ns))
+        else:
+            ctx.write("flat.vpi", ctx.read("flat2.vpi"))
+        return Inv(argv=argv, out=["out.vpi"])
+
+    def check_old_edited(res, ctx):
+        no_up_to_date(res, ctx)
+        err = res.stderr.decode() if isinstance(res.stderr, bytes) else res.stderr
+        if "150 changed" not in err:
+            fail("the update did not compare the rows again")
+        same_index(ctx, ctx.read("out.vpi"), "the updated index")
+
+    add("class2-build-index-update-old-index-edited", 2, "build-index", setup_old_edited, Ok(check_old_edited))
+
+
+_update_cases()
 
 # ====================================================================================== class 8
 

@@ -15,8 +15,8 @@ from vecpipe.cli._stage import run_stage, value
 def build_index(
     vectors: o.InputArg = "-",
     output: Annotated[str, typer.Option("--output", "-o", help="The .vpi file to write.")] = ...,  # type: ignore[assignment]
-    spec: Annotated[str, typer.Option("--spec", help="faiss index_factory string: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ48, OPQ48,IVF1024,PQ48, SQ8, "
-                                                     "...")] = "Flat",
+    spec: Annotated[str | None, typer.Option("--spec", help="faiss index_factory string: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ48, OPQ48,IVF1024,PQ48, SQ8, "
+                                                     "... (default Flat; with --update, the old index's).", show_default=False)] = None,
     metric: Annotated[o.Metric | None, typer.Option("--metric", help="ip, l2 or cos (default: what the vectors record).", show_default=False)] = None,
     train_size: Annotated[int, typer.Option("--train-size", min=1, max=o.INT_MAX, help="Vectors sampled to train IVF/PQ/OPQ.")] = 100_000,
     seed: Annotated[int, typer.Option("--seed", min=0, max=o.INT_MAX, help="Seed of the training sample.")] = 0,
@@ -40,6 +40,10 @@ def build_index(
     text_field: o.TextField = None,
     title_field: o.TitleField = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="--spec BM25: skip malformed records and list them on stderr.")] = False,
+    update: Annotated[str | None, typer.Option("--update", metavar="OLD.vpi", help="Follow the corpus from OLD.vpi: rows matched by id; "
+                                               "Flat/BFlat written as a rebuild would; IVF/SQ/PQ keep their training and stored codes, "
+                                               "encoding only added and changed rows; other kinds rebuilt (said on stderr).",
+                                               show_default=False)] = None,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -56,7 +60,8 @@ def build_index(
     from vecpipe.stages.build_index import BuildIndex
 
     run_stage(BuildIndex(
-        vectors=vectors, output=output, spec=spec, metric=value(metric), train_size=train_size, seed=seed,
+        vectors=vectors, output=output, update=update,
+        spec=spec if spec is not None else ("" if update else "Flat"), metric=value(metric), train_size=train_size, seed=seed,
         nprobe=nprobe, ef_search=ef_search, threads=threads, deterministic=deterministic, compress=not no_compress,
         k1=k1, b=b, bm25_method=value(bm25_method), stemmer=stemmer, stopwords=stopwords,
         fields=Fields(id=id_field, text=text_field, title=title_field), skip_bad=skip_bad,

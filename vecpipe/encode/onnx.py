@@ -41,7 +41,8 @@ DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_WINDOW = 2048
 DEFAULT_MAX_BATCH_TOKENS = 4096
 DEFAULT_BATCH_SIZE = 32
-#: On a GPU: big batches (up to 256 texts of 256 tokens), windows of 4,096 texts, two tokenized at once ahead of the model (bench/results/gpu-h200-run5.log: 7,905 docs/s through the CLI against 7,056 with windows of 16,384).
+#: On a GPU: big batches (up to 256 texts of 256 tokens), windows of 4,096 texts, two tokenized at once
+#: ahead of the model (bench/results/gpu-h200-run5.log: 7,905 docs/s through the CLI, 7,056 with 16,384).
 GPU_WINDOW = 4096
 GPU_MAX_BATCH_TOKENS = 65536
 GPU_BATCH_SIZE = 256

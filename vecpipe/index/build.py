@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from vecpipe.compress.codecs import train_sample
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata
 from vecpipe.formats.vectors import Vectors, first_duplicate
+from vecpipe.index import update
 from vecpipe.index.compressed import build_compressed, compression_of
 from vecpipe.index.faiss_util import Serialized, search_defaults, train_and_add, write_index_to
 from vecpipe.index.specs import check_spec, make_index
@@ -29,6 +31,7 @@ class BuiltIndex:
     ids: pa.Array
     index: Any
     binary: bool = False
+    extra: dict[str, bytes] = field(default_factory=dict)  # more container sections (row fingerprints)
 
     @property
     def blob(self) -> np.ndarray:
@@ -83,11 +86,17 @@ def build_index(
     if info.warning and on_progress:
         on_progress(info.warning)
     index = make_index(info, metric)
-    train_and_add(index, prepare(vecs.matrix, metric), spec, train_size, seed, threads, on_progress, vecs.name,
-                  deterministic=deterministic)
+    prepared = prepare(vecs.matrix, metric)
+    train_and_add(index, prepared, spec, train_size, seed, threads, on_progress, vecs.name, deterministic=deterministic)
     params = search_defaults(spec, nprobe, ef_search)
     meta = index_metadata(vecs.meta, dim, len(vecs), spec, metric, params, train_size, seed)
-    return BuiltIndex(meta, vecs.ids, index)
+    extra: dict[str, bytes] = {}
+    if update.is_incremental(index):
+        # what build-index --update needs: the training's quantization error (for drift) and a
+        # fingerprint of each row (to encode only the rows that change)
+        meta["train_error"] = round(update.train_error(index, prepared, train_sample(len(prepared), train_size, seed), seed), 8)
+        extra["rowhash"] = update.row_hashes(vecs.matrix).astype("<u8").tobytes()
+    return BuiltIndex(meta, vecs.ids, index, extra=extra)
 
 
 def build_flat(batches: Iterator[tuple[pa.Array, np.ndarray, dict[str, Any]]], name: str, metric: str | None = None,

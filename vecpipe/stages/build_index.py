@@ -7,13 +7,15 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from vecpipe.errors import UsageError
+import numpy as np
+
+from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import registry, vpi
 from vecpipe.formats.records import Fields
 from vecpipe.formats.vectors import collect_vectors, iter_vectors
 from vecpipe.index.build import DEFAULT_TRAIN_SIZE, build_flat, build_index
 from vecpipe.index.specs import applies, parse_spec
-from vecpipe.metric import check_metric
+from vecpipe.metric import check_metric, prepare
 from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
 
 
@@ -26,6 +28,7 @@ class BuildIndex(Stage):
 
     vectors: str = inp("-")
     output: str | None = opt(None)
+    update: str | None = inp(None)  # --update OLD.vpi: follow the corpus from that index (see index/update.py)
     spec: str = rec("Flat")
     metric: str | None = rec(None)
     train_size: int = rec(DEFAULT_TRAIN_SIZE)
@@ -71,6 +74,13 @@ class BuildIndex(Stage):
             raise UsageError(f"{', '.join(text_only)}: apply to --spec BM25 only (a BM25 index over text records)")
         if self.metric is not None:
             check_metric(self.metric)
+        if self.update is not None:
+            for option, value in (("--nprobe", self.nprobe), ("--ef-search", self.ef_search), ("--train-size", self.train_size != DEFAULT_TRAIN_SIZE or None),
+                                  ("--seed", self.seed or None), ("--deterministic", self.deterministic or None)):
+                if value is not None:
+                    raise UsageError(f"{option}: --update keeps the old index's training and search defaults; rebuild without --update to change them")
+            if not self.spec:
+                return
         info = parse_spec(self.spec, binary=self.spec.startswith("B"))  # the spec's grammar, before any work
         for option, value, param, what in (("--nprobe", self.nprobe, "nprobe", "IVF"), ("--ef-search", self.ef_search, "efSearch", "HNSW")):
             if value is not None and not applies(info, param):
@@ -79,6 +89,8 @@ class BuildIndex(Stage):
     def run(self, ctx: Context) -> dict[str, Any]:
         if self.bm25:
             return self.run_bm25(ctx)
+        if self.update is not None:
+            return self.run_update(ctx)
         source = ctx.input("vectors")
         batches = iter_vectors(source, unique=False)
         first = next(batches)
@@ -89,14 +101,85 @@ class BuildIndex(Stage):
             built = build_index(collect_vectors(source.name, rest), spec=self.spec, metric=self.metric,
                                 train_size=self.train_size, seed=self.seed, nprobe=self.nprobe, ef_search=self.ef_search,
                                 threads=self.threads, on_progress=ctx.note, deterministic=self.deterministic)
+        return self.store(ctx, built)
+
+    def store(self, ctx: Context, built: Any) -> dict[str, Any]:
         meta = ctx.with_manifest(built.meta)
         dest = ctx.output_path()
         if dest is not None and ctx.target.is_file and built.flat:
-            vpi.write_streamed(dest, meta, built.ids, built.write_to, compress=self.compress)  # no copy of the vectors
+            vpi.write_streamed(dest, meta, built.ids, built.write_to, compress=self.compress, extra=built.extra)  # no copy of the vectors
         else:
-            vpi.write(dest if dest is not None else sys.stdout.buffer, meta, built.ids, built.blob, compress=self.compress)
+            vpi.write(dest if dest is not None else sys.stdout.buffer, meta, built.ids, built.blob, compress=self.compress,
+                      extra=built.extra)
         ctx.done(f"wrote {ctx.target.display}: {meta['count']} vectors, {meta['spec']}, metric {meta['metric']}")
         return meta
+
+    def run_update(self, ctx: Context) -> dict[str, Any]:
+        """NEW --update OLD.vpi: unchanged rows keep their codes, the old training is kept (index/update.py)."""
+        from vecpipe.index import update
+        from vecpipe.index.build import BuiltIndex
+        from vecpipe.index.compressed import compression_of
+        from vecpipe.index.faiss_util import read_index_view
+
+        old_path, old_name = ctx.local_path("update")
+        old = vpi.read(old_path, name=old_name)
+        old_meta = old.meta
+        source = ctx.input("vectors")
+        vecs = collect_vectors(source.name, iter_vectors(source, unique=False))
+        update.check_compatible(old_meta, vecs, old_name, self.spec or None, self.metric)
+        try:
+            old_index, _keep = read_index_view(old.index_bytes, bool(old_meta.get("binary")))
+        except RuntimeError:
+            raise InputError(f"{old_name}: the faiss index inside cannot be read; rebuild it with vecpipe build-index") from None
+        if old_index.ntotal != len(old.ids):
+            raise InputError(f"{old_name}: index holds {old_index.ntotal} vectors but {len(old.ids)} ids; rebuild it")
+        metric = str(old_meta["metric"])
+        hashes = np.frombuffer(old.extra["rowhash"], "<u8") if "rowhash" in old.extra else None
+        compressed = compression_of(vecs) is not None
+        plan = update.plan(old_index, old.ids, hashes, vecs, metric)
+        if plan is not None:
+            counts = plan.counts()
+            ctx.note(f"--update {old_name}: {counts['added']} rows added, {counts['removed']} removed, "
+                     f"{counts['changed']} changed, {counts['unchanged']} unchanged")
+        else:
+            pos, removed = update.match_ids(vecs.ids, old.ids)
+            counts = {"added": int((pos < 0).sum()), "removed": removed, "kept_ids": int((pos >= 0).sum())}
+            ctx.note(f"--update {old_name}: {counts['added']} ids added, {counts['removed']} removed, {counts['kept_ids']} kept")
+        first = vecs.ids[0].as_py() if len(vecs) else None
+        if first is not None:
+            from vecpipe.formats.vectors import first_duplicate
+
+            dup = first_duplicate(vecs.ids)
+            if dup is not None:
+                raise InputError(f"{vecs.name}: id {dup!r} occurs more than once; ids must be unique")
+        if update.is_incremental(old_index) and not compressed:
+            if plan is None:
+                ctx.note(f"{old_name} has no row fingerprints (built by an older vecpipe): every row is encoded again with its training")
+                plan = update.UpdatePlan(update.match_ids(vecs.ids, old.ids)[0], np.zeros(len(vecs), bool), counts["removed"])
+            prepared = prepare(vecs.matrix, metric)
+            fresh, todo = update.update_codes(old_index, plan, prepared, self.threads, ctx.note)
+            drift = None
+            base = old_meta.get("train_error")
+            if len(todo) and base:
+                sample = update.error_sample(len(todo), 0)
+                rows = todo if sample is None else todo[sample]
+                drift = update.quantizer_error(old_index, prepared[rows]) / float(base) if float(base) > 0 else None
+            meta = update.update_meta(old_meta, vecs.meta, counts, len(todo), drift)
+            if drift is not None and drift > update.DRIFT_LIMIT:
+                ctx.note(f"re-training advised: the {len(todo)} rows encoded now sit {drift:.2f}x as far from the index's quantizer as its "
+                         f"training rows (over {update.DRIFT_LIMIT}); rebuild without --update")
+            built = BuiltIndex(meta, vecs.ids, fresh, extra={"rowhash": update.row_hashes(vecs.matrix).astype("<u8").tobytes()})
+            return self.store(ctx, built)
+        if not update.is_exact(old_index):
+            why = "compressed vectors are indexed from their codes" if compressed else f"faiss cannot take rows out of {old_meta.get('spec')}"
+            ctx.note(f"--update {old_name}: {why}: rebuilt from {vecs.name}")
+        search = old_meta.get("search_params") or {}
+        built = build_index(vecs, spec=str(old_meta.get("spec")), metric=None if compressed and old_meta.get("binary") else metric,
+                            train_size=int(old_meta.get("train_size") or DEFAULT_TRAIN_SIZE), seed=int(old_meta.get("seed") or 0),
+                            nprobe=search.get("nprobe"), ef_search=search.get("efSearch"), threads=self.threads,
+                            on_progress=ctx.note)
+        built.meta["update"] = {**counts, "rebuilt": not update.is_exact(old_index)}
+        return self.store(ctx, built)
 
     def run_bm25(self, ctx: Context) -> dict[str, Any]:
         from vecpipe.formats import metadata
