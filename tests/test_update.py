@@ -211,3 +211,72 @@ def test_row_hashes_see_every_bit_and_are_stable():
     assert update.row_hashes(y.view(np.float32))[7] != base[7]
     odd = np.arange(30, dtype=np.uint8).reshape(3, 10)  # rows not a multiple of 8 bytes
     assert len(set(update.row_hashes(odd).tolist())) == 3
+
+
+# -- build-index --spec auto (issue 18, part 3) ------------------------------------------------------
+
+
+def test_spec_auto_picks_inside_the_budget_and_records_the_trial(cli, tmp_path):
+    from vecpipe.index import autospec
+
+    x = clustered(4_000, 32, seed=5)
+    write_vectors(tmp_path / "x.parquet", x)
+    full = 4_000 * 32 * 4
+    for share in (1.0, 0.3):
+        out = tmp_path / f"auto{share}.vpi"
+        res = cli("build-index", tmp_path / "x.parquet", "--spec", "auto", "--max-memory", str(int(full * share)),
+                  "--target-recall", 0.9, "-o", out)
+        assert res.exit_code == 0, res.output
+        meta = vpi.read(out).meta
+        auto = meta["auto"]
+        chosen = next(c for c in autospec.candidates(4_000, 32) if c.spec == meta["spec"])
+        assert chosen.memory <= full * share and auto["chosen"] == meta["spec"]
+        assert auto["recall"] >= 0.9 and "over budget" in res.stderr  # HNSW32 needs more than the float vectors
+        assert {t["spec"] for t in auto["tried"]} == {c.spec for c in autospec.candidates(4_000, 32) if c.memory <= full * share}
+        assert auto["measured_on"]["held_out"] is True and "--spec auto:" in res.stderr
+        faster = [t for t in auto["tried"] if t["recall"] >= 0.9 and t["latency_ms"] < auto["latency_ms"]]
+        assert not faster  # the fastest of those meeting the target
+        if meta["spec"].startswith("IVF"):
+            assert meta["search_params"]["nprobe"] >= 1
+
+
+def test_spec_auto_memory_estimates_follow_faiss_layouts():
+    from vecpipe.index import autospec
+
+    n, dim = 20_000, 32
+    x = clustered(n, dim, seed=6)
+    from vecpipe.index.specs import check_spec, make_index
+
+    for c in autospec.candidates(n, dim):
+        index = make_index(check_spec(c.spec, dim=dim, n_vectors=n, train_size=10_000, metric="ip"), "ip")
+        index.train(x[:10_000])
+        index.add(x)
+        actual = len(faiss.serialize_index(index))
+        assert 0.7 * actual <= c.memory <= 1.4 * actual, (c.spec, c.memory, actual)
+
+
+def test_spec_auto_with_queries_latency_cap_and_refusals(cli, tmp_path):
+    x = clustered(3_000, 32, seed=7)
+    write_vectors(tmp_path / "x.parquet", x)
+    write_vectors(tmp_path / "q.parquet", clustered(200, 32, seed=8), prefix="q")
+    res = cli("build-index", tmp_path / "x.parquet", "--spec", "auto", "--max-memory", "10MB", "--queries", tmp_path / "q.parquet",
+              "--max-latency-ms", 1e-9, "-o", tmp_path / "a.vpi")
+    assert res.exit_code == 0, res.output
+    auto = vpi.read(tmp_path / "a.vpi").meta["auto"]
+    assert auto["measured_on"] == {"rows": 3_000, "queries": 200, "held_out": False}
+    assert "none reached" in auto["why"] and auto["recall"] == max(t["recall"] for t in auto["tried"])
+    out = tmp_path / "no.vpi"
+    for args, code, text in [
+        (("--spec", "auto"), 2, "needs --max-memory"),
+        (("--spec", "auto", "--max-memory", "lots"), 2, "--max-memory lots"),
+        (("--spec", "auto", "--max-memory", "1KB"), 2, "no index kind fits"),
+        (("--spec", "auto", "--max-memory", "1GB", "--target-recall", 1.5), 2, "--target-recall"),
+        (("--spec", "auto", "--max-memory", "1GB", "--nprobe", 4), 2, "tunes the search default"),
+        (("--max-memory", "1GB"), 2, "apply to --spec auto only"),
+        (("--spec", "Flat", "--queries", tmp_path / "q.parquet"), 2, "apply to --spec auto only"),
+    ]:
+        _one_line_failure(cli("build-index", tmp_path / "x.parquet", *args, "-o", out), code, text)
+    write_vectors(tmp_path / "q16.parquet", clustered(20, 16, seed=8), prefix="q")
+    _one_line_failure(cli("build-index", tmp_path / "x.parquet", "--spec", "auto", "--max-memory", "1GB", "--queries",
+                          tmp_path / "q16.parquet", "-o", out), 1, "16-dimensional")
+    assert not out.exists()

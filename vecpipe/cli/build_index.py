@@ -40,6 +40,14 @@ def build_index(
     text_field: o.TextField = None,
     title_field: o.TitleField = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="--spec BM25: skip malformed records and list them on stderr.")] = False,
+    max_memory: Annotated[str | None, typer.Option("--max-memory", metavar="SIZE", help="--spec auto: the memory the index may take "
+                                                   "(500MB, 2GB, 4GiB).", show_default=False)] = None,
+    target_recall: Annotated[float | None, typer.Option("--target-recall", help="--spec auto: the recall@10 to reach against exact "
+                                                        "search (default 0.95).", show_default=False)] = None,
+    max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", help="--spec auto: milliseconds a query may take.",
+                                                         show_default=False)] = None,
+    queries: Annotated[str | None, typer.Option("--queries", metavar="QUERY_VECTORS", help="--spec auto: measure recall with these "
+                                                "queries (default: held-out corpus rows).", show_default=False)] = None,
     update: Annotated[str | None, typer.Option("--update", metavar="OLD.vpi", help="Follow the corpus from OLD.vpi: rows matched by id; "
                                                "Flat/BFlat written as a rebuild would; IVF/SQ/PQ keep their training and stored codes, "
                                                "encoding only added and changed rows; other kinds rebuilt (said on stderr).",
@@ -48,6 +56,10 @@ def build_index(
     quiet: o.Quiet = False,
 ) -> None:
     """Build a faiss index over a vectors table and store it, with ids and metadata, in a .vpi file.
+
+    --spec auto --max-memory SIZE tries the index kinds that fit the budget on a sample, measures their
+    recall@10 and speed, and builds the fastest that reaches --target-recall (the table of what it
+    tried goes to stderr and into the index's metadata).
 
     Builds use every core (or --threads). HNSW graphs built on several threads depend on their timing:
     --deterministic builds them on one thread, so the same input gives the same bytes.
@@ -60,7 +72,8 @@ def build_index(
     from vecpipe.stages.build_index import BuildIndex
 
     run_stage(BuildIndex(
-        vectors=vectors, output=output, update=update,
+        vectors=vectors, output=output, update=update, queries=queries, max_memory=max_memory,
+        target_recall=target_recall, max_latency_ms=max_latency_ms,
         spec=spec if spec is not None else ("" if update else "Flat"), metric=value(metric), train_size=train_size, seed=seed,
         nprobe=nprobe, ef_search=ef_search, threads=threads, deterministic=deterministic, compress=not no_compress,
         k1=k1, b=b, bm25_method=value(bm25_method), stemmer=stemmer, stopwords=stopwords,

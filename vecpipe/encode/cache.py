@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecpipe.encode.model import cache_root
+from vecpipe.formats.units import parse_size  # noqa: F401  (re-exported: the cache size option)
 
 FORMAT = 1
 DEFAULT_CAP = 4 << 30
@@ -45,21 +46,6 @@ TMP_MARK = ".vecpipe-tmp-"  # in the names of files being written (vecpipe.forma
 
 def default_dir() -> Path:
     return cache_root() / "embeddings"
-
-
-def parse_size(text: str) -> int:
-    """``4GiB``, ``500MB``, ``2G``, ``1048576`` -> bytes; ValueError otherwise."""
-    units = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-             "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
-    t = text.strip().lower().replace(" ", "")
-    num = t.rstrip("kmgtib")
-    unit = t[len(num):]
-    if not num or unit not in units:
-        raise ValueError(text)
-    value = float(num) * units[unit]
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(text)
-    return int(value)
 
 
 def text_key(text: str) -> bytes:

@@ -29,6 +29,10 @@ class BuildIndex(Stage):
     vectors: str = inp("-")
     output: str | None = opt(None)
     update: str | None = inp(None)  # --update OLD.vpi: follow the corpus from that index (see index/update.py)
+    queries: str | None = inp(None)  # --spec auto: queries to measure recall with (default: held-out rows)
+    max_memory: str | None = rec(None, omit_default=True)  # --spec auto
+    target_recall: float | None = rec(None, omit_default=True)
+    max_latency_ms: float | None = rec(None, omit_default=True)
     spec: str = rec("Flat")
     metric: str | None = rec(None)
     train_size: int = rec(DEFAULT_TRAIN_SIZE)
@@ -45,6 +49,10 @@ class BuildIndex(Stage):
     stopwords: str | None = rec(None, omit_default=True)
     fields: Fields = rec(Fields(), omit_default=True)
     skip_bad: bool = rec(False, omit_default=True)
+
+    @property
+    def auto(self) -> bool:
+        return self.spec.strip().lower() == "auto"
 
     @property
     def bm25(self) -> bool:
@@ -74,6 +82,30 @@ class BuildIndex(Stage):
             raise UsageError(f"{', '.join(text_only)}: apply to --spec BM25 only (a BM25 index over text records)")
         if self.metric is not None:
             check_metric(self.metric)
+        auto_only = [flag for flag, value in (("--max-memory", self.max_memory), ("--target-recall", self.target_recall),
+                                              ("--max-latency-ms", self.max_latency_ms), ("--queries", self.queries)) if value is not None]
+        if self.auto:
+            if self.update is not None:
+                raise UsageError("--spec auto with --update: an update keeps the old index's spec; leave --spec out")
+            if self.max_memory is None:
+                raise UsageError("--spec auto needs --max-memory SIZE (e.g. 2GB): the budget the index must fit")
+            from vecpipe.formats.units import parse_size
+
+            try:
+                if parse_size(self.max_memory) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise UsageError(f"--max-memory {self.max_memory}: expected a size such as 500MB, 2GB or 4GiB") from None
+            if self.target_recall is not None and not 0 < self.target_recall <= 1:
+                raise UsageError(f"--target-recall {self.target_recall}: expected a recall in (0, 1]")
+            if self.max_latency_ms is not None and not self.max_latency_ms > 0:
+                raise UsageError(f"--max-latency-ms {self.max_latency_ms}: expected a positive number of milliseconds")
+            for option, value in (("--nprobe", self.nprobe), ("--ef-search", self.ef_search)):
+                if value is not None:
+                    raise UsageError(f"{option}: --spec auto tunes the search default itself")
+            return
+        if auto_only:
+            raise UsageError(f"{', '.join(auto_only)}: apply to --spec auto only")
         if self.update is not None:
             for option, value in (("--nprobe", self.nprobe), ("--ef-search", self.ef_search), ("--train-size", self.train_size != DEFAULT_TRAIN_SIZE or None),
                                   ("--seed", self.seed or None), ("--deterministic", self.deterministic or None)):
@@ -91,6 +123,8 @@ class BuildIndex(Stage):
             return self.run_bm25(ctx)
         if self.update is not None:
             return self.run_update(ctx)
+        if self.auto:
+            return self.run_auto(ctx)
         source = ctx.input("vectors")
         batches = iter_vectors(source, unique=False)
         first = next(batches)
@@ -113,6 +147,44 @@ class BuildIndex(Stage):
                       extra=built.extra)
         ctx.done(f"wrote {ctx.target.display}: {meta['count']} vectors, {meta['spec']}, metric {meta['metric']}")
         return meta
+
+    def run_auto(self, ctx: Context) -> dict[str, Any]:
+        """--spec auto: the fastest kind inside --max-memory reaching --target-recall (index/autospec.py)."""
+        from vecpipe.formats.units import parse_size
+        from vecpipe.index import autospec
+        from vecpipe.index.compressed import compression_of
+        from vecpipe.metric import default_metric
+
+        source = ctx.input("vectors")
+        vecs = collect_vectors(source.name, iter_vectors(source, unique=False))
+        if compression_of(vecs) is not None or vecs.matrix.dtype.kind != "f":
+            raise InputError(f"{vecs.name}: --spec auto chooses among float indexes; give it the float vectors")
+        metric = check_metric(self.metric or default_metric(vecs.meta))
+        queries = None
+        if self.queries is not None:
+            qsource = ctx.input("queries")
+            qvecs = collect_vectors(qsource.name, iter_vectors(qsource, unique=False))
+            if qvecs.matrix.shape[1] != vecs.matrix.shape[1] or qvecs.matrix.dtype.kind != "f":
+                raise InputError(f"{qvecs.name}: {qvecs.matrix.shape[1]}-dimensional {qvecs.matrix.dtype} queries for "
+                                 f"{vecs.matrix.shape[1]}-dimensional float vectors")
+            from vecpipe.formats import metadata
+
+            metadata.check_same_model(qvecs.meta, vecs.meta, qvecs.name, vecs.name, "embed the queries with the corpus's model")
+            queries = qvecs.matrix
+        target = 0.95 if self.target_recall is None else float(self.target_recall)
+        chosen = autospec.pick(vecs.matrix, metric, parse_size(str(self.max_memory)), target, self.max_latency_ms, queries,
+                               self.seed, ctx.note)
+        for line in chosen["lines"]:
+            ctx.note(line)
+        ctx.note(f"--spec auto: {chosen['spec']} ({chosen['why']})")
+        train_size = self.train_size
+        if chosen["spec"].startswith("IVF"):  # faiss wants 39 training rows a list at least
+            train_size = max(train_size, 40 * autospec.nlist_for(len(vecs)))
+        built = build_index(vecs, spec=chosen["spec"], metric=metric, train_size=train_size, seed=self.seed,
+                            nprobe=chosen["nprobe"], ef_search=chosen["ef_search"], threads=self.threads, on_progress=ctx.note,
+                            deterministic=self.deterministic)
+        built.meta["auto"] = chosen["record"]
+        return self.store(ctx, built)
 
     def run_update(self, ctx: Context) -> dict[str, Any]:
         """NEW --update OLD.vpi: unchanged rows keep their codes, the old training is kept (index/update.py)."""
