@@ -1,0 +1,153 @@
+"""build-index --spec auto against autofaiss at the same memory budgets (issue 18, part 3).
+
+    python bench/bench_autospec.py [--n 1000000] [--dim 384] [--vectors DOCS --queries QUERIES]
+                                   [--autofaiss-python PYTHON]
+
+For each corpus (seeded clustered synthetic ``--n`` x ``--dim``; and ``--vectors`` with its
+``--queries`` when given, e.g. SciFact's embedded docs and queries) and each budget (10%, 30% and
+100% of the float vectors' size): ``vecpipe build-index --spec auto --max-memory B`` and autofaiss's
+``build_index(max_index_memory_usage=B)``, each timed as a whole; then both indexes searched the same
+way (faiss, every core, their own tuned search parameters) with queries outside the corpus, k 10:
+recall@10 against exact search and queries/s.
+
+autofaiss pins numpy < 2, so it lives in its own environment:
+``python3 -m venv /tmp/af && /tmp/af/bin/pip install autofaiss``, then ``--autofaiss-python
+/tmp/af/bin/python``. Without it the autofaiss column is left out and the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import vp
+
+AUTOFAISS = r"""
+import json, sys, time
+import numpy as np
+from autofaiss import build_index
+import autofaiss
+x = np.load(sys.argv[1])
+t = time.perf_counter()
+index, infos = build_index(embeddings=x, index_path=sys.argv[2], index_infos_path=sys.argv[3] + ".infos",
+                           max_index_memory_usage=sys.argv[4], current_memory_available="16G", metric_type="ip",
+                           min_nearest_neighbors_to_retrieve=10, nb_cores=None, verbose=40, save_on_disk=True)
+json.dump({"seconds": time.perf_counter() - t, "version": autofaiss.__version__, "infos": infos}, open(sys.argv[3], "w"))
+"""
+
+
+def clustered(rng: np.random.Generator, n: int, dim: int, centers: np.ndarray) -> np.ndarray:
+    x = centers[rng.integers(0, len(centers), n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def write(path: Path, x: np.ndarray, prefix: str) -> Path:
+    import pyarrow as pa
+
+    from vecpipe.formats import metadata
+    from vecpipe.formats.tables import write_table
+    from vecpipe.formats.vectors import vectors_batch, vectors_schema
+
+    schema = vectors_schema(x.shape[1], "float32", metadata.new("vectors", dim=x.shape[1], dtype="float32", metric="cos", normalized=True))
+    write_table(pa.Table.from_batches([vectors_batch([f"{prefix}{i}" for i in range(len(x))], x, schema)]), path)
+    return path
+
+
+def measure(index, q: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    index.search(q[:50], 10)
+    t = time.perf_counter()
+    _, labels = index.search(q, 10)
+    t = time.perf_counter() - t
+    hits = [len(set(a[a >= 0].tolist()) & set(b.tolist())) for a, b in zip(labels, truth)]
+    return float(np.mean(hits)) / 10, len(q) / t
+
+
+def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python: str | None, target: float) -> None:
+    import faiss
+
+    from vecpipe.index.search import load_index
+
+    n, dim = x.shape
+    exact = faiss.IndexFlatIP(dim)
+    exact.add(x)
+    _, truth = exact.search(q, 10)
+    del exact
+    docs = write(work / f"{name}.parquet", x, "d")
+    np.save(work / f"{name}.npy", x)
+    full = n * dim * 4
+    print(f"\n{name}: {n:,} x {dim}, float vectors {full / 2**20:.0f} MiB, {len(q)} queries outside the corpus, target recall@10 {target}")
+    print("| budget | side | index | build s | recall@10 | queries/s |\n|---|---|---|---|---|---|", flush=True)
+    for share in (0.1, 0.3, 1.0):
+        budget = int(full * share)
+        out = work / f"{name}-{share}.vpi"
+        t_build, _, _err = vp("build-index", str(docs), "--spec", "auto", "--max-memory", str(budget), "--target-recall", str(target),
+                             "-o", str(out), "--force")
+        loaded = load_index(out)
+        rec, qps = measure(loaded.index, q, truth)
+        auto = loaded.meta["auto"]
+        params = loaded.meta.get("search_params") or {}
+        setting = ",".join(f"{k}={v}" for k, v in params.items())
+        print(f"| {share:.0%} ({budget / 2**20:.1f} MiB) | vecpipe | {loaded.meta['spec']} {setting} | {t_build:.1f} | {rec:.4f} | {qps:,.0f} |",
+              flush=True)
+        if auto.get("why", "").startswith("none"):
+            print(f"|  |  | ({auto['why']}) |  |  |  |")
+        if af_python:
+            index_path, info_path = work / f"af-{share}.index", work / f"af-{share}.json"
+            proc = subprocess.run([af_python, "-c", AUTOFAISS, str(work / f"{name}.npy"), str(index_path), str(info_path),
+                                   f"{budget / 2**20:.0f}MB"], capture_output=True, text=True)
+            if proc.returncode:
+                print(f"| | autofaiss | failed: {proc.stderr.strip().splitlines()[-1][:200]} | | | |", flush=True)
+                continue
+            info = json.loads(info_path.read_text())
+            index = faiss.read_index(str(index_path))
+            param = (info["infos"] or {}).get("index_param", "")
+            if param:
+                faiss.ParameterSpace().set_index_parameters(index, param)
+            rec, qps = measure(index, q, truth)
+            print(f"| | autofaiss {info['version']} | {(info['infos'] or {}).get('index_key')} {param} | {info['seconds']:.1f} | {rec:.4f} | {qps:,.0f} |",
+                  flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--queries-n", type=int, default=1000)
+    ap.add_argument("--vectors", type=Path, default=None, help="a real corpus's doc vectors (with --queries)")
+    ap.add_argument("--queries", type=Path, default=None)
+    ap.add_argument("--autofaiss-python", default=None)
+    ap.add_argument("--target-recall", type=float, default=0.95)
+    ap.add_argument("--skip-synthetic", action="store_true")
+    args = ap.parse_args()
+    af = args.autofaiss_python
+    if af and subprocess.run([af, "-c", "import autofaiss"], capture_output=True).returncode:
+        print(f"bench_autospec: {af} cannot import autofaiss: the autofaiss column is left out")
+        af = None
+    if not af:
+        print("autofaiss: not given (--autofaiss-python): vecpipe's side only")
+    with tempfile.TemporaryDirectory(prefix="vecpipe-bench-auto-") as tmp:
+        work = Path(tmp)
+        if args.vectors:
+            from vecpipe.formats.vectors import read_vectors
+
+            x = np.ascontiguousarray(read_vectors(args.vectors).matrix, dtype=np.float32)
+            q = np.ascontiguousarray(read_vectors(args.queries).matrix, dtype=np.float32) if args.queries else x[:1000]
+            bench_corpus(args.vectors.stem, x, q, work, af, args.target_recall)
+        if not args.skip_synthetic:
+            rng = np.random.default_rng(0)
+            centers = rng.standard_normal((1000, args.dim)).astype(np.float32)
+            x = clustered(rng, args.n, args.dim, centers)
+            q = clustered(rng, args.queries_n, args.dim, centers)
+            bench_corpus(f"synthetic{args.n}", x, q, work, af, args.target_recall)
+
+
+if __name__ == "__main__":
+    main()
