@@ -16,10 +16,11 @@ Rows are matched by id between the old index and the new vectors table:
   are rebuilt from the new table, which the run says on stderr.
 
 Training goes stale as the corpus drifts. A trained index records ``train_error``: the mean squared
-distance of its training rows to what the quantizer keeps of them (IVF: the nearest coarse
-centroid; SQ/PQ: the decoded vector). An update measures the same on the rows it encodes; their
-ratio is the *drift*, recorded with the counts, and past :data:`DRIFT_LIMIT` the run advises a
-rebuild (``bench/bench_update.py`` measures how recall follows drift).
+distance of its training rows to what the quantizer keeps of them (IVF-Flat: the nearest coarse
+centroid; SQ/PQ and IVF over them: the decoded vector). An update measures the same on the rows it encodes; their
+ratio is the *drift*, recorded with the counts and the share of the index encoded since training;
+past :data:`DRIFT_LIMIT` with more than :data:`SHARE_LIMIT` of the rows, the run advises a rebuild
+(``bench/bench_update.py`` measures how recall follows drift).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from vecpipe.metric import prepare
 #: Rows encoded by an update sitting this much farther from their quantizer than the training rows
 #: (mean squared distance ratio): retraining is advised.
 DRIFT_LIMIT = 1.2
+#: ... and when they are more than this share of the index's rows.
+SHARE_LIMIT = 0.05
 ERROR_SAMPLE = 10_000
 _HASH_SEED = 0x7EC9199E
 _HASH_CHUNK = 16_384
@@ -95,7 +98,7 @@ def quantizer_error(index: Any, x: np.ndarray) -> float:
     if len(x) == 0:
         return 0.0
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if isinstance(index, faiss.IndexIVF):
+    if isinstance(index, faiss.IndexIVFFlat):  # codes are exact: what is lost is the coarse assignment
         _, assign = index.quantizer.search(x, 1)
         kept = index.quantizer.reconstruct_batch(assign.ravel())
     else:
@@ -257,18 +260,31 @@ def update_codes(old_index: Any, p: UpdatePlan, prepared: np.ndarray, threads: i
 def update_meta(old_meta: dict[str, Any], new_meta: dict[str, Any], counts: dict[str, int], encoded: int,
                 drift: float | None) -> dict[str, Any]:
     """The updated index's metadata: the old index's recipe, the new table's model and count, and
-    ``update``: this update's counts, the rows encoded since training and the drift."""
+    ``update``: this update's counts, the rows encoded since training, their share of the index, and
+    the drift: the error ratio of all rows encoded since training (this update's rows weighted in
+    with the earlier updates'); see :func:`retrain_advised`."""
     meta = dict(old_meta)
     for key in ("manifest", "created", "update"):
         meta.pop(key, None)
     meta["count"] = int(counts["added"] + counts.get("kept_ids", counts.get("changed", 0) + counts.get("unchanged", 0)))
     if new_meta.get("model") is not None:
         meta["model"] = new_meta["model"]
-    previous = (old_meta.get("update") or {}).get("encoded_since_training", 0)
+    before = old_meta.get("update") or {}
+    previous = int(before.get("encoded_since_training", 0))
     record: dict[str, Any] = dict(counts)
-    if encoded >= 0:
-        record["encoded_since_training"] = int(previous) + encoded
+    record["encoded_since_training"] = previous + encoded
+    record["encoded_share"] = round(min(1.0, (previous + encoded) / max(1, meta["count"])), 4)
     if drift is not None:
+        earlier = before.get("drift")
+        if earlier is not None and previous:
+            drift = (float(earlier) * previous + drift * encoded) / (previous + encoded)
         record["drift"] = round(drift, 4)
     meta["update"] = record
     return meta
+
+
+def retrain_advised(record: dict[str, Any]) -> bool:
+    """The rows encoded since training fit the quantizer worse than its training rows by more than
+    :data:`DRIFT_LIMIT`, and they are more than :data:`SHARE_LIMIT` of the index (a few ill-fitting
+    rows cost little recall; bench/bench_update.py measures both sides)."""
+    return float(record.get("drift") or 0) > DRIFT_LIMIT and float(record.get("encoded_share") or 0) > SHARE_LIMIT

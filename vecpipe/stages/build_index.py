@@ -237,8 +237,10 @@ class BuildIndex(Stage):
                 rows = todo if sample is None else todo[sample]
                 drift = update.quantizer_error(old_index, prepared[rows]) / float(base) if float(base) > 0 else None
             meta = update.update_meta(old_meta, vecs.meta, counts, len(todo), drift)
-            if drift is not None and drift > update.DRIFT_LIMIT:
-                ctx.note(f"re-training advised: the {len(todo)} rows encoded now sit {drift:.2f}x as far from the index's quantizer as its "
+            record = meta["update"]
+            if update.retrain_advised(record):
+                ctx.note(f"re-training advised: the {record['encoded_since_training']} rows encoded since training "
+                         f"({record['encoded_share']:.0%} of the index) sit {record['drift']:.2f}x as far from its quantizer as its "
                          f"training rows (over {update.DRIFT_LIMIT}); rebuild without --update")
             built = BuiltIndex(meta, vecs.ids, fresh, extra={"rowhash": update.row_hashes(vecs.matrix).astype("<u8").tobytes()})
             return self.store(ctx, built)
