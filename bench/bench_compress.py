@@ -3,10 +3,12 @@
 exact rescoring, on SciFact (default model); binary vs float flat search speed on a synthetic
 1,000,000 x 384 clustered corpus; peak memory of rerank against that corpus on disk.
 
-    python bench/bench_compress.py ../shared/datasets/scifact --work /tmp/vpbench
+    python bench/bench_compress.py ../shared/datasets/scifact --work /tmp/vpbench [--plot tradeoff.png]
 
 The SciFact corpus and queries are embedded once with the default model and cached in --work
 (about 4 minutes on 2 cores); later runs reuse them. Retention is nDCG@10 against float32 Flat.
+--plot draws the SciFact table's quality / size / speed trade-off as a PNG (needs matplotlib:
+pip install 'vecpipe[plot]'): nDCG@10 against bytes per vector and against queries per second.
 """
 
 from __future__ import annotations
@@ -276,6 +278,20 @@ def print_table(rows: list[dict], cols: list[str]) -> None:
     print()
 
 
+def write_plot(rows: list[dict], path: Path) -> None:
+    """The SciFact rows' trade-off (nDCG@10 against bytes/vector and against queries/s) as a PNG,
+    written atomically."""
+    from vecpipe.evaluate.plots import png_bytes, tradeoff_figure
+    from vecpipe.formats.targets import atomic_path
+
+    fig = tradeoff_figure(rows, quality="nDCG@10", size="bytes/vec", speed="queries/s",
+                          title="SciFact test: quality against size and speed (squares: with rescoring)")
+    data = png_bytes(fig)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    log(f"plot: {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", type=Path, help="BEIR SciFact directory (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
@@ -286,7 +302,18 @@ def main() -> None:
     ap.add_argument("--synthetic-queries", type=int, default=1000)
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--skip-scifact", action="store_true")
+    ap.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the SciFact trade-off (nDCG@10 against size and speed) to this PNG")
     args = ap.parse_args()
+    if args.plot is not None:
+        from vecpipe.errors import VecpipeError
+        from vecpipe.evaluate.plots import require
+
+        try:
+            require()
+        except VecpipeError as exc:
+            ap.error(str(exc))
+        if args.skip_scifact:
+            ap.error("--plot draws the SciFact table: leave out --skip-scifact")
     require_dataset(args.dataset)
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("VECPIPE_QUIET", "1")
@@ -295,6 +322,8 @@ def main() -> None:
         rows = bench_scifact(args.dataset, args.work, args.multiplier)
         print("## SciFact test (300 queries), default model, k=100; retention = nDCG@10 / float32 Flat\n")
         print_table(rows, ["method", "bytes/vec", "x smaller", "index bytes", "build s", "queries/s", "nDCG@10", "R@100", "retention"])
+        if args.plot is not None:
+            write_plot(rows, args.plot)
     if not args.skip_synthetic:
         srows, memory = bench_synthetic(args.work, args.synthetic_n, args.synthetic_dim, args.synthetic_queries)
         print(f"## Synthetic {args.synthetic_n:,} x {args.synthetic_dim} clustered (seed 0), {args.synthetic_queries} queries, k=10, same run\n")

@@ -280,7 +280,7 @@ def test_parse_measures():
     assert ms[4].rel == 2
 
 
-@pytest.mark.parametrize("name", ["foo", "ndcg@10", "nDCG@x", "nDCG@0", "P", "RBP", "P(judged_only=True)@5"])
+@pytest.mark.parametrize("name", ["foo", "ndcg@10", "nDCG@x", "nDCG@0", "P", "RBP", "RR(judged_only=True)@5"])
 def test_unknown_or_unsupported_measure(name):
     with pytest.raises(UsageError) as exc:
         parse_measures([name])

@@ -21,6 +21,11 @@ class ModelError(VecpipeError):
     """A model directory or model file is missing or does not verify."""
 
 
+class ExtraError(VecpipeError):
+    """A feature needs an optional extra (or a package) that is not installed: exit status 1; the
+    message names what to install (``pip install 'vecpipe[plot]'``)."""
+
+
 class UsageError(VecpipeError):
     """Options that do not fit together: exit status 2, as typer's own usage errors."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import shlex
 import stat
@@ -42,6 +43,7 @@ from hostile_fixtures import (
     emb_matrix,
     embed_reference,
     exact_scores,
+    parse_eval_tsv,
     parse_trec,
     poisoned_table,
     read_any_table,
@@ -1619,6 +1621,121 @@ def _class10():
 
 
 _class10()
+
+
+# ====================================================================================== measures and plots (issue 11)
+
+_BLOCKER = "raise ImportError('hidden by the hostile case')\n"
+
+
+def _provider_check(names):
+    """eval's TSV equals ir_measures (pytrec_eval, order-independent) on the fixture run and qrels."""
+    def check(res, ctx, names=names):
+        import ir_measures
+
+        got = parse_eval_tsv(ctx.read("m.tsv").decode())
+        qrels: dict = {}
+        for q, d, r in QRELS_ROWS:
+            qrels.setdefault(q, {})[d] = int(r)
+        run: dict = {}
+        for row in RUN_ROWS:
+            if row[0] in qrels:
+                run.setdefault(row[0], {})[row[1]] = float(row[-1])
+        for name in names:
+            m = ir_measures.parse_measure(name)
+            want = ir_measures.calc_aggregate([m], qrels, run)[m]
+            if name not in got or not math.isclose(got[name], want, abs_tol=6e-5):
+                fail(f"{name}: eval gives {got.get(name)}, ir_measures {want:.6f}")
+    return check
+
+
+def _png_check(name, metrics=None):
+    def check(res, ctx, name=name, metrics=metrics):
+        data = ctx.read(name)
+        if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 1000:
+            fail(f"{name} is not a PNG image ({len(data)} bytes)")
+        if metrics is not None:
+            check_eval_text(ctx.read(metrics).decode(), RUN_ROWS, QRELS_ROWS)
+    return check
+
+
+def _class_measures():
+    eval_in = ("run.parquet", "qrels.tsv")
+    cmp_in = ("run.parquet", "run2.parquet", "qrels.tsv")
+    cmds = {"eval": (eval_in, ["eval", "run.parquet"]), "compare": (cmp_in, ["compare", "run.parquet", "run2.parquet"])}
+    for cmd, (inputs, head) in cmds.items():
+        # measures nobody computes: one line listing close names or the forms providers accept (exit 2)
+        for slug, measure, mention in (("measure-typo", "nDGC@10", "nDCG@10"), ("measure-unknown", "Foo@3", "unknown measure"),
+                                       ("measure-no-provider", "RBP@10", "RBP(rel=REQUIRED"),
+                                       ("measure-bad-parameter", "SetP@10", "SetP(")):
+            def setup(ctx, inputs=inputs, head=head, measure=measure, mention=mention):
+                cp(ctx, *inputs)
+                ctx.write("m.tsv", OLD)
+                return Inv(argv=[*head, "--qrels", "qrels.tsv", "-m", "nDCG@10", "-m", measure, "-o", "m.tsv", "--force"],
+                           out=["m.tsv"], mention=[mention])
+
+            add(f"class6-{cmd}-{slug}", 6, cmd, setup, Refuse(2))
+
+        # a provider's measure whose package is missing: one line naming the extra (exit 1), before any work
+        def setup_missing(ctx, inputs=inputs, head=head):
+            cp(ctx, *inputs)
+            ctx.write("block/pyndeval.py", _BLOCKER)
+            args = [*head, "--qrels", "qrels.tsv", "-m", "alpha_nDCG@10", "-o", "m.tsv"]
+            return Inv(shell=f"PYTHONPATH=$PWD/block:$PYTHONPATH exec vecpipe {q(*args)}", out=["m.tsv"],
+                       mention=["pip install 'vecpipe[measures]'", "pyndeval"])
+
+        add(f"class6-{cmd}-measure-backend-missing", 6, cmd, setup_missing, Refuse(1))
+
+        # --plot: places that cannot take it
+        for slug, plot, code, mention in (("plot-stdout", "-", 2, "--plot"), ("plot-not-png", "p.svg", 2, ".png"),
+                                          ("plot-same-as-output", "m.tsv", 2, "-o output"),
+                                          ("plot-directory", "adir", 1, "adir"), ("plot-missing-parent", "nope/p.png", 1, "nope")):
+            def setup_plot(ctx, inputs=inputs, head=head, plot=plot, mention=mention):
+                cp(ctx, *inputs)
+                ctx.path("adir").mkdir()
+                ctx.write("m.tsv", OLD)
+                return Inv(argv=[*head, "--qrels", "qrels.tsv", "--plot", plot, "-o", "m.tsv", "--force"],
+                           out=["m.tsv", "p.svg"], mention=[mention])
+
+            add(f"class1-{cmd}-{slug}", 1, cmd, setup_plot, Refuse(code))
+
+        # --plot without matplotlib: one line naming the extra, nothing written
+        def setup_no_mpl(ctx, inputs=inputs, head=head):
+            cp(ctx, *inputs)
+            ctx.write("block/matplotlib/__init__.py", _BLOCKER)
+            args = [*head, "--qrels", "qrels.tsv", "--plot", "p.png", "-o", "m.tsv"]
+            return Inv(shell=f"PYTHONPATH=$PWD/block:$PYTHONPATH exec vecpipe {q(*args)}", out=["m.tsv", "p.png"],
+                       mention=["pip install 'vecpipe[plot]'"])
+
+        add(f"class6-{cmd}-plot-without-matplotlib", 6, cmd, setup_no_mpl, Refuse(1))
+
+    # valid: provider measures equal ir_measures; plots are PNG images beside unchanged metrics
+    names = ["SetP", "SetF", "NumQ"]
+
+    def setup_provided(ctx):
+        cp(ctx, *eval_in)
+        return Inv(argv=["eval", "run.parquet", "--qrels", "qrels.tsv", *[a for n in names for a in ("-m", n)], "-o", "m.tsv"],
+                   out=["m.tsv"])
+
+    add("class6-eval-provider-measures", 6, "eval", setup_provided, Ok(_provider_check(names)))
+
+    def setup_eval_plot(ctx):
+        cp(ctx, *eval_in)
+        ctx.write("p.png", OLD)  # an existing file is replaced
+        return Inv(argv=["eval", "run.parquet", "--qrels", "qrels.tsv", *MEASURE_ARGS, "--plot", "p.png", "-o", "m.tsv"],
+                   out=["m.tsv", "p.png"])
+
+    add("class1-eval-plot", 1, "eval", setup_eval_plot, Ok(_png_check("p.png", "m.tsv")))
+
+    def setup_compare_plot(ctx):
+        cp(ctx, *cmp_in)
+        return Inv(argv=["compare", "run.parquet", "run2.parquet", "--qrels", "qrels.tsv", "--plot", "p.png", "-o", "c.tsv"],
+                   out=["c.tsv", "p.png"])
+
+    add("class1-compare-plot", 1, "compare", setup_compare_plot, Ok(_png_check("p.png")))
+
+
+_class_measures()
 
 
 # Variants left out to keep the whole suite within about three minutes on two cores: each shares

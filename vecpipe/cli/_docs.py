@@ -161,6 +161,10 @@ EXAMPLES: dict[str | None, list[tuple[str, str]]] = {
          "vecpipe eval run.arrow --qrels qrels/test.tsv --per-query -o metrics.tsv"),
         ("Straight from a search.",
          "vecpipe search queries.vec.parquet --index docs.vpi -k 100 | vecpipe eval --qrels qrels/test.tsv"),
+        ("Measures from ir_measures' providers next to vecpipe's own (RBP needs pip install 'vecpipe[measures]').",
+         "vecpipe eval run.trec --qrels qrels/test.tsv -m nDCG@10 -m SetP -m 'RBP(rel=1)' -m \"nDCG(dcg='exp-log2')@10\""),
+        ("Each measure's per-query distribution drawn to a PNG (pip install 'vecpipe[plot]').",
+         "vecpipe eval run.trec --qrels qrels/test.tsv -m nDCG@10 -m R@100 --plot eval.png"),
     ],
     "inspect": [
         ("What an index holds: kind, spec, count, model, metadata.", "vecpipe inspect docs.vpi"),
@@ -203,6 +207,8 @@ EXAMPLES: dict[str | None, list[tuple[str, str]]] = {
          "--test randomization -o comparison.md"),
         ("The hybrid run against BM25 (the second run is the baseline), JSON with every p-value and confidence interval.",
          "vecpipe compare hybrid.trec bm25.trec --baseline 2 --qrels qrels/test.tsv --format json"),
+        ("Per-query differences from the baseline and recall@k curves drawn to a PNG (pip install 'vecpipe[plot]').",
+         "vecpipe compare flat.parquet b1-rescore.parquet b1.parquet --qrels qrels/test.tsv -m nDCG@10 -m R@100 --plot compare.png"),
     ],
     "fuse": [
         ("BM25 and dense search fused by per-query z-scores, then evaluated.",

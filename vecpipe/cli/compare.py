@@ -51,6 +51,9 @@ def compare(
     per_query: Annotated[bool, typer.Option("--per-query", help="Each run's value for every query too (tsv and json; the means' rows "
                                                                 "have qid all in tsv).")] = False,
     output: o.Output = None,
+    plot: Annotated[str | None, typer.Option("--plot", metavar="FILE.png", help="Also draw each run's per-query differences from the "
+                                             "baseline (sorted, one panel per run) and recall@k curves to this PNG file (needs pip install "
+                                             "'vecpipe[plot]').", show_default=False)] = None,
     format: Annotated[CompareFormat | None, typer.Option("--format", help="table (default on a terminal), tsv (default otherwise), json, "
                                                          "markdown or latex; by extension for -o (.tsv .json .md .tex).",
                                                          show_default=False)] = None,
@@ -66,5 +69,6 @@ def compare(
     from vecpipe.stages.compare import Compare
 
     run_stage(Compare(runs=runs, qrels=qrels, measures=measure, baseline=baseline, test=value(test), correction=value(correction),
-                      alpha=alpha, seed=seed, permutations=permutations, names=name, output=output, format=value(format), per_query=per_query),
+                      alpha=alpha, seed=seed, permutations=permutations, names=name, output=output, format=value(format), per_query=per_query,
+                      plot=plot),
               force, quiet)

@@ -36,18 +36,23 @@ class Comparison:
     qids: list[str] = field(default_factory=list)
     values: list[np.ndarray] = field(default_factory=list)  # per run: [queries, measures]
     per_query: bool = False
+    #: per run: mean R@k for k = 1..its depth (when compare() was asked for them, for plots)
+    recall_curves: list[np.ndarray] = field(default_factory=list)
 
 
 def compare(runs: list[pa.Table], names: list[str], qrels: pa.Table, measures: list[str], baseline: int = 0,
             test: str = "t", correction: str = "holm", alpha: float = 0.05, seed: int = 0,
-            permutations: int = DEFAULT_PERMUTATIONS, qrels_name: str = "qrels") -> Comparison:
-    results: list[EvalResult] = [evaluate(run, qrels, measures, run_name=name, qrels_name=qrels_name) for run, name in zip(runs, names)]
+            permutations: int = DEFAULT_PERMUTATIONS, qrels_name: str = "qrels", recall_curves: bool = False) -> Comparison:
+    results: list[EvalResult] = [evaluate(run, qrels, measures, run_name=name, qrels_name=qrels_name, recall_curve=recall_curves)
+                                 for run, name in zip(runs, names)]
     base = results[baseline]
     comp = Comparison(names=names, measures=base.names, means=np.array([[r.aggregate[m] for m in base.names] for r in results]),
                       baseline=baseline, test=test, correction=correction, alpha=alpha, seed=seed, permutations=permutations,
                       n_queries=base.n_qrels_queries)
     comp.tests = [[None] * len(base.names) for _ in results]
     comp.qids, comp.values = base.qids, [r.values for r in results]
+    if recall_curves:
+        comp.recall_curves = [r.recall_curve for r in results if r.recall_curve is not None]
     others = [i for i in range(len(results)) if i != baseline]
     for j, _m in enumerate(base.names):
         x = base.values[:, j]

@@ -11,10 +11,15 @@ Two notations, for every measure of the table in :mod:`vecpipe.evaluate.registry
   ``num_ret``, ``num_rel``, ``num_rel_ret``, ``iprec_at_recall_0.50`` (``.`` works for ``_`` before
   the number, as in trec_eval's ``-m P.10``).
 
-A measure is reported under the name the user wrote. ir_measures is imported only to explain a name
-the table does not know (is it an ir_measures measure vecpipe does not compute, or a typo?).
-Unknown, unsupported or malformed names raise :class:`~vecpipe.errors.UsageError` (exit status 2:
-a bad option value) with a one-line message.
+Every other measure ir_measures can compute (a name or a parameter the table lacks: ``SetP``,
+``RBP(rel=1)``, ``alpha_nDCG@10``, ``nDCG(dcg='exp-log2')@10``, ``P(judged_only=True)@10``,
+trec_eval's ``set_F``, ...) is handed to ir_measures' providers (:mod:`vecpipe.evaluate.providers`);
+ir_measures is imported only for such a name, or to explain one nobody knows.
+
+A measure is reported under the name the user wrote. Unknown, unsupported or malformed names raise
+:class:`~vecpipe.errors.UsageError` (exit status 2: a bad option value) with a one-line message
+listing close names; a provider's measure whose package is not installed raises
+:class:`~vecpipe.errors.ExtraError` (exit status 1) naming what to install.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from vecpipe.evaluate.registry import REGISTRY, SPECS, MeasureSpec
 
 DEFAULT_MEASURES = ("nDCG@10", "R@100", "RR@10", "AP")
 
-KNOWN = ", ".join(form for s in SPECS for form in s.known) + "; trec_eval names such as ndcg_cut_10, P_10, map"
+KNOWN = (", ".join(form for s in SPECS for form in s.known) + "; trec_eval names such as ndcg_cut_10, P_10, map; "
+         "every other ir_measures measure through its providers (SetP, RBP(rel=1), alpha_nDCG@10, ...)")
 
 # ir_measures names and aliases -> (table row, parameters the alias sets)
 _NAMES: dict[str, tuple[MeasureSpec, Mapping[str, int]]] = {}
@@ -58,21 +64,39 @@ class Measure:
     ``Bpref``, ``infAP``, ``ERR``, ``IPrec``, ``NumRet``, ``NumRel``), ``cutoff`` (``None``: the whole
     ranking), ``rel`` (the lowest relevance level counted as relevant, trec_eval's ``-l``; measures
     without that parameter keep 1 and ignore it; ``NumRet`` without it is ``None``: every document)
-    and ``recall`` (IPrec's recall level)."""
+    and ``recall`` (IPrec's recall level).
+
+    A measure vecpipe does not compute has ``provider`` set (the ir_measures provider that computes
+    it, :mod:`vecpipe.evaluate.providers`), ``expr`` (the text ir_measures parses) and ``summed``
+    (aggregated as a sum, as ``NumQ``); its ``kind`` is ir_measures' name and ``spec`` is ``None``."""
 
     name: str
     kind: str
     cutoff: int | None = None
     rel: int | None = 1
     recall: float | None = None
+    provider: str | None = None
+    expr: str | None = None
+    summed: bool = False
 
     def __str__(self) -> str:
         return self.name
 
     @property
-    def spec(self) -> MeasureSpec:
-        """Its row in the measure table."""
-        return REGISTRY[self.kind]
+    def spec(self) -> MeasureSpec | None:
+        """Its row in the measure table (``None`` for a provider's measure)."""
+        return None if self.provider is not None else REGISTRY[self.kind]
+
+    @property
+    def native(self) -> bool:
+        """Computed by vecpipe's own code (the measure table)."""
+        return self.provider is None
+
+    @property
+    def total(self) -> bool:
+        """Aggregated as a sum over queries (``NumRet``, ``NumRel``, ``NumQ``), not the mean."""
+        spec = self.spec
+        return self.summed if spec is None else spec.total
 
     @property
     def depth(self) -> int | None:
@@ -87,6 +111,8 @@ class _Malformed(Exception):
 def parse_measure(name: str | Measure) -> Measure:
     """Parse one measure name; an unknown, unsupported or malformed one raises :class:`UsageError`."""
     if isinstance(name, Measure):
+        if name.provider is not None:
+            return name
         if name.kind not in REGISTRY:
             raise UsageError(f"measure {name.name!r} has kind {name.kind!r}, which vecpipe eval does not compute; known: {KNOWN}")
         return name
@@ -101,13 +127,36 @@ def parse_measure(name: str | Measure) -> Measure:
     except _Malformed:
         raise UsageError(f"unknown measure {text!r}{_suggest(text)}; known: {KNOWN}") from None
     if ident not in _NAMES:
-        raise _unknown(text, ident)
+        return _from_provider(text, ident)
     spec, preset = _NAMES[ident]
     merged: dict[str, Any] = dict(preset)
     merged.update(params)
     if at is not _NOTHING:
         merged[spec.at or "cutoff"] = at
-    return _build(text, spec, merged)
+    try:
+        return _build(text, spec, merged)
+    except _Unsupported:  # a parameter the table lacks (judged_only, gains, dcg='exp-log2'): a provider's measure
+        return _from_provider(text, ident)
+
+
+class _Unsupported(UsageError):
+    """A parameter (or parameter value) the measure table does not compute."""
+
+
+def _from_provider(text: str, ident: str) -> Measure:
+    """A measure the table lacks, computed by an ir_measures provider; or the error for a name
+    nobody knows."""
+    from vecpipe.evaluate import providers
+
+    try:
+        m = providers.parse(text)
+    except ImportError:
+        m = None
+    if m is None:
+        raise _unknown(text, ident)
+    found = providers.resolve(text, m)
+    return Measure(name=text, kind=found.kind, cutoff=found.cutoff, rel=None, provider=found.provider, expr=found.expr,
+                   summed=found.summed)
 
 
 _NOTHING: Any = object()
@@ -215,10 +264,10 @@ def _build(text: str, spec: MeasureSpec, params: dict[str, Any]) -> Measure:
         elif key in spec.choices:
             choices = spec.choices[key]
             if value not in choices:
-                raise UsageError(f"measure {text!r}: {key}={value!r} is not supported "
-                                 f"(supported: {', '.join(map(str, choices))})")
+                raise _Unsupported(f"measure {text!r}: {key}={value!r} is not supported "
+                                   f"(supported: {', '.join(map(str, choices))})")
         else:
-            raise UsageError(f"measure {text!r}: parameter {key!r} is not supported; known: {KNOWN}")
+            raise _Unsupported(f"measure {text!r}: parameter {key!r} is not supported; known: {KNOWN}")
     if not spec.rel:
         rel = 1
     return Measure(name=text, kind=kind, cutoff=cutoff, rel=rel, recall=recall)
@@ -274,16 +323,7 @@ _SYNONYMS = {"mrr": "RR", "recall": "R", "precision": "P", "map": "AP", "ndcg": 
 
 
 def _unknown(text: str, ident: str) -> UsageError:
-    """The error for a well-formed name the table lacks: unsupported (ir_measures knows it) or unknown."""
-    ir_known: bool
-    try:
-        import ir_measures  # only here: its import costs ~100 ms
-
-        ir_known = ident in ir_measures.measures.registry
-    except ImportError:
-        ir_known = False
-    if ir_known:
-        return UsageError(f"measure {text!r} is not supported by vecpipe eval; known: {KNOWN}")
+    """The error for a well-formed name that neither the table nor ir_measures knows, with close names."""
     return UsageError(f"unknown measure {text!r}{_suggest(text)}; known: {KNOWN}")
 
 
@@ -294,20 +334,28 @@ def _suggest(text: str) -> str:
     match = re.match(r"[^@(]*", text)
     base = match.group(0) if match else text
     rest = text[len(base):]
-    names = {n.lower(): n for n in _NAMES}
+    from vecpipe.evaluate.providers import known_names
+
+    names = {n.lower(): n for n in known_names() if n.isascii()}
+    names.update({n.lower(): n for n in _NAMES})
     names.update({s.name.lower(): s.name for s in SPECS})  # nDCG before its alias NDCG
     fixed = names.get(base.lower()) or _SYNONYMS.get(base.lower())
-    if fixed is None:  # a near miss: ir_measures names first, then trec_eval names
-        trec = {**{n.lower(): n for n in _TREC}, **{f"{b}_K".lower(): f"{b}_K" for b in _TREC_SUFFIXED}}
-        for pool in (names, trec):
-            close = difflib.get_close_matches(base.lower(), list(pool), n=1, cutoff=0.75)
-            if close:
-                fixed = pool[close[0]]
-                break
-        if fixed is None:
-            return ""
-        if fixed.endswith("_K"):
-            return f" (did you mean {fixed[:-2]}_10?)"
-    if fixed == base:
+    if fixed is not None:
+        return "" if fixed == base else f" (did you mean {fixed}{rest}?)"
+    # near misses: ir_measures names first, then trec_eval names
+    trec = {**{n.lower(): n for n in _TREC}, **{f"{b}_K".lower(): f"{b}_K" for b in _TREC_SUFFIXED}}
+    found: list[str] = []
+    for pool, cutoff in ((names, 0.75), (trec, 0.75), (names, 0.6)):
+        if found:
+            break
+        for close in difflib.get_close_matches(base.lower(), list(pool), n=3, cutoff=cutoff):
+            hit = pool[close]
+            if pool is trec:
+                hit = f"{hit[:-2]}_10" if hit.endswith("_K") else hit
+            else:
+                hit = f"{hit}{rest}"
+            if hit not in found and hit != text:
+                found.append(hit)
+    if not found:
         return ""
-    return f" (did you mean {fixed}{rest}?)"
+    return f" (did you mean {' or '.join(found[:3])}?)"

@@ -19,6 +19,10 @@ Common rules, matching trec_eval 9 as bundled by pytrec_eval:
 - Queries with no relevant judgement score 0. Means are over every query in the qrels; a qrels
   query missing from the run scores 0 (trec_eval ``-c``); run queries absent from the qrels are
   ignored. Count measures (``NumRet``, ``NumRel``, ``NumRelRet``) aggregate as sums.
+
+Measures the table lacks (``SetP``, ``RBP(rel=1)``, ``alpha_nDCG@10``, ...) are computed by
+ir_measures' providers (:mod:`vecpipe.evaluate.providers`) over the run's rows of qrels queries (its
+checks and query counts are the same), with ir_measures' own numbers and ranking rules.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecpipe.evaluate.measures import Measure, parse_measures
-from vecpipe.evaluate.prepare import prepare
+from vecpipe.evaluate.prepare import Prepared, prepare
 
 
 @dataclass
@@ -49,6 +53,10 @@ class EvalResult:
     missing_queries: int
     n_run_queries: int
     max_depth: int = 0
+    #: mean R@k (relevance >= 1) for k = 1..max_depth, when asked for (:func:`evaluate` ``recall_curve``)
+    recall_curve: np.ndarray | None = None
+    #: measure name -> ir_measures' own aggregate, for measures its providers compute
+    provided: dict[str, float] = field(default_factory=dict)
     _per_query: dict | None = field(default=None, repr=False)
 
     @property
@@ -61,12 +69,14 @@ class EvalResult:
 
     @property
     def aggregate(self) -> dict[str, float]:
-        """Measure name (as given) -> mean over every qrels query (sum for count measures)."""
+        """Measure name (as given) -> mean over every qrels query (sum for count measures); for a
+        measure an ir_measures provider computes, ir_measures' own aggregate."""
         if self.values.shape[0] == 0:
-            return {m.name: 0.0 for m in self.measures}
+            return {m.name: self.provided.get(m.name, 0.0) for m in self.measures}
         means = self.values.mean(axis=0)
         sums = self.values.sum(axis=0)
-        return {m.name: float(s if m.spec.total else v) for m, v, s in zip(self.measures, means, sums)}
+        return {m.name: self.provided[m.name] if m.name in self.provided else float(s if m.total else v)
+                for m, v, s in zip(self.measures, means, sums)}
 
     @property
     def per_query(self) -> dict[str, dict[str, float]]:
@@ -101,26 +111,73 @@ def evaluate(
     measures: Iterable[str | Measure] | str | None = None,
     run_name: str = "run",
     qrels_name: str = "qrels",
+    recall_curve: bool = False,
 ) -> EvalResult:
     """Evaluate ``run`` (qid, docid, score; rank ignored) against ``qrels`` (qid, docid, rel).
 
     ``measures`` are ir_measures names or trec_eval names (default ``nDCG@10 R@100 RR@10 AP``);
-    :class:`~vecpipe.errors.UsageError` for names it does not know. ``run_name`` and
-    ``qrels_name`` name the inputs in error messages.
+    :class:`~vecpipe.errors.UsageError` for names nobody knows. ``run_name`` and ``qrels_name``
+    name the inputs in error messages. ``recall_curve``: also the mean R@k for every k up to the
+    run's depth (``EvalResult.recall_curve``, for plots).
     """
     ms = parse_measures(measures)
     p, n_run_queries = prepare(run, qrels, run_name, qrels_name)
     values = np.zeros((p.nq, len(ms)), dtype=np.float64)
+    qids = p.qrels.qids.to_pylist()
     for j, m in enumerate(ms):
-        values[:, j] = m.spec.compute(p, m)
+        spec = m.spec
+        if spec is not None:
+            values[:, j] = spec.compute(p, m)
+    provided = [j for j, m in enumerate(ms) if m.spec is None]
+    aggregates: dict[str, float] = {}
+    if provided:
+        values[:, provided], agg = _from_providers([ms[j] for j in provided], qids, run, qrels, run_name, qrels_name)
+        aggregates = {ms[j].name: a for j, a in zip(provided, agg)}
     present = np.zeros(p.nq, dtype=bool)
     present[p.q] = True
     return EvalResult(
         measures=ms,
-        qids=p.qrels.qids.to_pylist(),
+        qids=qids,
         values=values,
         n_qrels_queries=p.nq,
         missing_queries=int(p.nq - present.sum()),
         n_run_queries=n_run_queries,
         max_depth=p.max_depth,
+        recall_curve=_recall_curve(p) if recall_curve else None,
+        provided=aggregates,
     )
+
+
+def _from_providers(ms: list[Measure], qids: list[str], run: pa.Table, qrels: pa.Table, run_name: str,
+                    qrels_name: str) -> tuple[np.ndarray, list[float]]:
+    """The per-query values of measures computed by ir_measures' providers, over the run's rows of
+    qrels queries (the run and qrels were checked by :func:`prepare` already)."""
+    import pyarrow.compute as pc
+
+    from vecpipe.evaluate import providers
+    from vecpipe.evaluate.prepare import combine
+    from vecpipe.formats.qrels import QRELS_SCHEMA, conform_qrels
+    from vecpipe.formats.runs import run_columns
+
+    if qrels.schema.names != QRELS_SCHEMA.names or qrels.schema.types != QRELS_SCHEMA.types:
+        qrels = conform_qrels(qrels, qrels_name)
+    r_qid, r_docid, r_score = (combine(c) for c in run_columns(run, run_name))
+    keep = pc.is_in(r_qid, value_set=pa.array(qids, r_qid.type))
+    if not pc.all(keep).as_py():
+        r_qid, r_docid, r_score = r_qid.filter(keep), r_docid.filter(keep), r_score.filter(keep)
+    exprs = [m.expr or m.name for m in ms]
+    return providers.compute(exprs, [m.provider or "" for m in ms], qids, (r_qid.to_pylist(), r_docid.to_pylist(), r_score.to_pylist()),
+                             (combine(qrels.column("qid")).to_pylist(), combine(qrels.column("docid")).to_pylist(),
+                              combine(qrels.column("rel")).to_pylist()))
+
+
+def _recall_curve(p: Prepared) -> np.ndarray:
+    """Mean R@k over every qrels query for k = 1..max_depth (relevance >= 1; as the R@k measure)."""
+    depth = p.max_depth
+    if depth == 0:
+        return np.zeros(0, dtype=np.float64)
+    n_rel = p.num_rel(1)
+    rows = np.flatnonzero(p.relevant(1))
+    w = 1.0 / n_rel[p.q[rows]]  # relevant rows exist only where n_rel > 0
+    hits = np.bincount(p.rank[rows] - 1, weights=w, minlength=depth)[:depth]
+    return np.cumsum(hits) / p.nq

@@ -24,7 +24,7 @@ def format_tsv(result: EvalResult, per_query: bool = False, digits: int = 4) -> 
     """
     lines: list[str] = []
     agg = result.aggregate
-    counts = [m.spec.total for m in result.measures]  # NumRet, NumRel: integers, summed
+    counts = [m.total for m in result.measures]  # NumRet, NumRel: integers, summed
     if per_query:
         lines.append("qid\tmeasure\tvalue")
         names = result.names

@@ -92,6 +92,11 @@ class Stage:
     def check(self) -> None:
         """Usage checks before any work (raise :class:`~vecpipe.errors.UsageError`)."""
 
+    def skippable(self) -> bool:
+        """Whether an up-to-date output lets the run be skipped (``False`` when the run also writes
+        something the manifest does not cover, such as ``--plot``)."""
+        return True
+
     def output_format(self) -> registry.OutputFormat:
         return registry.output_format(self.output_kind, getattr(self, "output", None), getattr(self, "format", None))
 
@@ -197,6 +202,14 @@ class Context:
         return _DigestKeeping(self, RunSink(self.output_path(), self.format.name, tag=tag,
                                               metadata=self.with_manifest(meta or {}) if meta is not None else None))
 
+    def write_side(self, target: Target, data: bytes) -> None:
+        """Write a second output (a plot) through its own resolved target: a regular file is written
+        to a temporary file renamed into place with the main output, so a failure leaves neither."""
+        path = self._stack.enter_context(target.writing())
+        assert path is not None  # stdout is refused for side outputs
+        with target.errors(), open(path, "wb" if target.is_file else "ab") as fh:
+            fh.write(data)
+
     def write_text(self, text: str) -> None:
         """Write a whole text output (metrics), keeping its digest for the sidecar."""
         import hashlib
@@ -268,7 +281,7 @@ def run(stage: Stage, options: Options | None = None) -> Outcome:
         refuse_terminal(fmt.binary)
     with target.lock(on_wait=options.note):
         manifest = stage.manifest() if target.records_manifest else None
-        if manifest is not None and not options.force and manifests.is_up_to_date(target.path, manifest):
+        if manifest is not None and not options.force and stage.skippable() and manifests.is_up_to_date(target.path, manifest):
             assert target.path is not None
             manifests.refresh_mtime(target.path, stage.inputs())
             options.note(f"up to date: {target.display}")

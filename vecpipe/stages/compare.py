@@ -32,7 +32,9 @@ class Compare(MeasuresStage):
     names: list[str] | None = rec(None)
     format: str | None = rec(None)
     per_query: bool = rec(False, omit_default=True)
+    plot: str | None = opt(None)
     _parsed: list = field(default_factory=list, init=False, repr=False)
+    _plot_target: Any = field(default=None, init=False, repr=False)
 
     def inputs(self) -> dict[str, str | None]:
         roles: dict[str, str | None] = {f"run{i}": p for i, p in enumerate(self.runs)}
@@ -62,6 +64,7 @@ class Compare(MeasuresStage):
         if self.names is not None and len(self.names) != len(self.runs):
             raise UsageError(f"--name given {len(self.names)} times for {len(self.runs)} runs; name every run or none")
         self._parsed = parse_measures(self.measures or None)
+        self._plot_target = self.check_plot()
 
     def run(self, ctx: Context) -> Any:
         from vecpipe.evaluate.compare import RENDERERS, compare
@@ -78,7 +81,11 @@ class Compare(MeasuresStage):
             raise UsageError(f"--per-query writes tsv or json, not {ctx.format.name}")
         comp = compare(tables, names, qrels, [m.name for m in self._parsed], baseline=self.baseline - 1, test=self.test,
                        correction=self.correction, alpha=self.alpha, seed=self.seed, permutations=self.permutations,
-                       qrels_name=str(self.qrels))
+                       qrels_name=str(self.qrels), recall_curves=self._plot_target is not None)
         comp.per_query = self.per_query
+        if self._plot_target is not None:
+            from vecpipe.evaluate.plots import compare_figure, png_bytes
+
+            ctx.write_side(self._plot_target, png_bytes(compare_figure(comp)))
         ctx.write_text(RENDERERS[ctx.format.name](comp))
         return comp
