@@ -32,3 +32,26 @@ def vp(*args: str, capture: bool = False, env: dict | None = None) -> tuple[floa
     if proc.returncode:
         raise SystemExit(f"{Path(sys.argv[0]).stem}: vecpipe {args[0]} failed: {proc.stderr.strip()}")
     return time.perf_counter() - t, proc.stdout or "", proc.stderr
+
+
+def synthetic_space(rng, dim: int, clusters: int = 1000, rank: int = 48):
+    """(centers, basis) of a seeded synthetic embedding space: ``clusters`` centres and a ``rank``-dimensional
+    subspace the rows spread in (real embeddings have few intrinsic dimensions: nearest neighbours mean something)."""
+    import numpy as np
+
+    basis = (rng.standard_normal((rank, dim)) / np.sqrt(rank)).astype(np.float32)
+    centers = (3.0 * rng.standard_normal((clusters, rank)).astype(np.float32)) @ basis
+    return centers, basis
+
+
+def clustered_rows(rng, n: int, centers, basis, spread: float = 1.0, noise: float = 0.05):
+    """``n`` L2-normalised rows: a centre, a spread in the basis's subspace, a little isotropic noise."""
+    import numpy as np
+
+    out = np.empty((n, basis.shape[1]), np.float32)
+    for start in range(0, n, 131_072):
+        m = min(n, start + 131_072) - start
+        z = rng.standard_normal((m, basis.shape[0]), dtype=np.float32)
+        x = centers[rng.integers(0, len(centers), m)] + spread * (z @ basis) + noise * rng.standard_normal((m, basis.shape[1]), dtype=np.float32)
+        out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import vp
+from _common import clustered_rows, synthetic_space, vp
 
 AUTOFAISS = r"""
 import json, sys, time
@@ -42,11 +42,6 @@ index, infos = build_index(embeddings=x, index_path=sys.argv[2], index_infos_pat
                            min_nearest_neighbors_to_retrieve=10, nb_cores=None, verbose=40, save_on_disk=True)
 json.dump({"seconds": time.perf_counter() - t, "version": autofaiss.__version__, "infos": infos}, open(sys.argv[3], "w"))
 """
-
-
-def clustered(rng: np.random.Generator, n: int, dim: int, centers: np.ndarray) -> np.ndarray:
-    x = centers[rng.integers(0, len(centers), n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 def write(path: Path, x: np.ndarray, prefix: str) -> Path:
@@ -143,9 +138,9 @@ def main() -> None:
             bench_corpus(args.vectors.stem, x, q, work, af, args.target_recall)
         if not args.skip_synthetic:
             rng = np.random.default_rng(0)
-            centers = rng.standard_normal((1000, args.dim)).astype(np.float32)
-            x = clustered(rng, args.n, args.dim, centers)
-            q = clustered(rng, args.queries_n, args.dim, centers)
+            centers, basis = synthetic_space(rng, args.dim)
+            x = clustered_rows(rng, args.n, centers, basis)
+            q = clustered_rows(rng, args.queries_n, centers, basis)
             bench_corpus(f"synthetic{args.n}", x, q, work, af, args.target_recall)
 
 

@@ -26,12 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import vp
-
-
-def clustered(rng: np.random.Generator, n: int, dim: int, centers: np.ndarray) -> np.ndarray:
-    x = centers[rng.integers(0, len(centers), n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+from _common import clustered_rows, synthetic_space, vp
 
 
 def write(path: Path, ids: list[str], x: np.ndarray) -> Path:
@@ -75,22 +70,22 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--nprobe", type=int, default=32)
-    ap.add_argument("--drift-n", type=int, default=200_000, help="rows of the drift part (its rebuilds are the slow part)")
+    ap.add_argument("--drift-n", type=int, default=200_000, help="rows of the drift part (its rebuilds are the slow part); 0 leaves it out")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     n, dim = args.n, args.dim
-    centers = rng.standard_normal((1000, dim)).astype(np.float32)
-    x = clustered(rng, n, dim, centers)
+    centers, basis = synthetic_space(rng, dim)
+    x = clustered_rows(rng, n, centers, basis)
     ids = [f"d{i}" for i in range(n)]
     third = max(1, int(n * args.changed / 3))
     new_x = x.copy()
     edited = rng.choice(np.arange(third, n), third, replace=False)
-    new_x[edited] = clustered(rng, third, dim, centers)
+    new_x[edited] = clustered_rows(rng, third, centers, basis)
     keep = np.arange(third, n)  # the first `third` rows are removed
-    added = clustered(rng, third, dim, centers)
+    added = clustered_rows(rng, third, centers, basis)
     new_ids = [ids[i] for i in keep] + [f"a{i}" for i in range(third)]
     new_x = np.vstack([new_x[keep], added])
-    q = clustered(rng, args.queries, dim, centers)
+    q = clustered_rows(rng, args.queries, centers, basis)
     print(f"corpus {n:,} x {dim}; new corpus: {third:,} edited, {third:,} removed, {third:,} added "
           f"({3 * third / n:.1%}); {args.queries} queries; whole commands, best of {args.reps}", flush=True)
     with tempfile.TemporaryDirectory(prefix="vecpipe-bench-update-") as tmp:
@@ -122,10 +117,12 @@ def main() -> None:
                 result = f"recall@10 vs exact: rebuild {recall(runs['full'], exact):.4f}, update {recall(runs['upd'], exact):.4f}"
             print(f"| {spec} | {t_full:.2f} s | {t_upd:.2f} s | {t_full / t_upd:.1f}x faster | {result} |", flush=True)
 
+        if args.drift_n <= 0:
+            return
         print(f"\nDrift ({args.spec}): rows of the new corpus replaced by rows from clusters gathered around one direction")
         slug = args.spec.replace(",", "-")
         u = rng.standard_normal(dim).astype(np.float32)
-        far = (0.5 * rng.standard_normal((1000, dim)) + 12.0 * u / np.linalg.norm(u)).astype(np.float32)
+        far = (0.3 * centers + 40.0 * u / np.linalg.norm(u)).astype(np.float32)  # the clusters pulled toward u
         if args.drift_n < len(new_x):  # a smaller old index over the first rows, for the drift part
             new_x, new_ids = new_x[: args.drift_n], new_ids[: args.drift_n]
             vp("build-index", str(write(w / "dold.parquet", new_ids, new_x)), "--spec", args.spec, "-o", str(w / f"old-{slug}.vpi"),
@@ -135,9 +132,9 @@ def main() -> None:
         for share in (0.01, 0.1, 0.3):
             m = int(len(new_x) * share)
             drifted = new_x.copy()
-            drifted[:m] = clustered(rng, m, dim, far)
+            drifted[:m] = clustered_rows(rng, m, far, basis)
             dpath = write(w / "drift.parquet", new_ids, drifted)
-            qd = np.vstack([q[: len(q) // 2], clustered(rng, len(q) - len(q) // 2, dim, far)])
+            qd = np.vstack([q[: len(q) // 2], clustered_rows(rng, len(q) - len(q) // 2, far, basis)])
             qdp = write(w / "qd.parquet", [f"q{i}" for i in range(len(qd))], qd)
             vp("build-index", str(dpath), "-o", str(w / "dexact.vpi"), "-q", "--force")
             vp("search", str(qdp), "--index", str(w / "dexact.vpi"), "-k", "10", "-o", str(w / "dexact.parquet"), "-q", "--force")

@@ -19,7 +19,8 @@ Training goes stale as the corpus drifts. A trained index records ``train_error`
 distance of its training rows to what the quantizer keeps of them (IVF-Flat: the nearest coarse
 centroid; SQ/PQ and IVF over them: the decoded vector). An update measures the same on the rows it encodes; their
 ratio is the *drift*, recorded with the counts and the share of the index encoded since training;
-past :data:`DRIFT_LIMIT` with more than :data:`SHARE_LIMIT` of the rows, the run advises a rebuild
+past :data:`DRIFT_LIMIT` with more than :data:`SHARE_LIMIT` of the rows (or past :data:`SEVERE_DRIFT`
+with any share), the run advises a rebuild
 (``bench/bench_update.py`` measures how recall follows drift).
 """
 
@@ -41,39 +42,26 @@ from vecpipe.metric import prepare
 #: Rows encoded by an update sitting this much farther from their quantizer than the training rows
 #: (mean squared distance ratio): retraining is advised.
 DRIFT_LIMIT = 1.2
-#: ... and when they are more than this share of the index's rows.
+#: ... and when they are more than this share of the index's rows,
 SHARE_LIMIT = 0.05
+#: or whatever their share when they fit this much worse.
+SEVERE_DRIFT = 2.0
 ERROR_SAMPLE = 10_000
-_HASH_SEED = 0x7EC9199E
-_HASH_CHUNK = 16_384
 
 
 def row_hashes(matrix: np.ndarray) -> np.ndarray:
-    """A 64-bit fingerprint of each row's bytes (two NH hashes, as in UMAC, folded together).
+    """A 64-bit fingerprint of each row's bytes: BLAKE2b with an 8-byte digest (two different rows
+    share one with probability 2**-64), little-endian uint64."""
+    import hashlib
 
-    NH over 32-bit words: sum of (w[2i] + k[2i] mod 2**32) * (w[2i+1] + k[2i+1] mod 2**32) mod 2**64,
-    whose collision probability for two different rows is at most 2**-32 per key; two keys."""
     rows = np.ascontiguousarray(matrix)
     n = rows.shape[0]
-    raw = rows.view(np.uint8).reshape(n, -1)
-    width = raw.shape[1]
-    pad = (-width) % 8
-    keys = np.random.default_rng(_HASH_SEED + width).integers(0, 1 << 32, size=(2, (width + pad) // 4), dtype=np.uint64)
-    out = np.empty(n, np.uint64)
-    mask = np.uint64(0xFFFFFFFF)
-    for start in range(0, n, _HASH_CHUNK):
-        block = raw[start : start + _HASH_CHUNK]
-        if pad:
-            block = np.concatenate([block, np.zeros((len(block), pad), np.uint8)], axis=1)
-        words = np.ascontiguousarray(block).view(np.uint32).astype(np.uint64)
-        folded = []
-        for key in keys:
-            a = (words[:, 0::2] + key[0::2]) & mask
-            b = (words[:, 1::2] + key[1::2]) & mask
-            folded.append((a * b).sum(axis=1, dtype=np.uint64))
-        h2 = folded[1]
-        out[start : start + len(block)] = folded[0] ^ ((h2 << np.uint64(32)) | (h2 >> np.uint64(32))) ^ np.uint64(width)
-    return out
+    if n == 0:
+        return np.zeros(0, np.uint64)
+    view = rows.reshape(n, -1).view(np.uint8).data.cast("B")
+    width = len(view) // n
+    digest = hashlib.blake2b
+    return np.frombuffer(b"".join([digest(view[i * width : (i + 1) * width], digest_size=8).digest() for i in range(n)]), "<u8").copy()
 
 
 def is_exact(index: Any) -> bool:
@@ -152,6 +140,7 @@ class UpdatePlan:
     old_pos: np.ndarray  # per new row: its row in the old index, -1 when its id is new
     unchanged: np.ndarray  # per new row: id and vector as in the old index
     removed: int
+    hashes: np.ndarray | None = None  # the new rows' fingerprints, when they were compared by them
 
     @property
     def added(self) -> int:
@@ -210,8 +199,9 @@ def plan(old_index: Any, old_ids: pa.Array, old_hashes: np.ndarray | None, vecs:
     elif isinstance(old_index, faiss.IndexFlat) and vecs.matrix.dtype.kind == "f":
         stored, mine = stored_codes(old_index), None
     elif old_hashes is not None and len(old_hashes) == len(old_ids):
-        unchanged[matched] = old_hashes[pos[matched]] == row_hashes(vecs.matrix)[matched]
-        return UpdatePlan(pos, unchanged, removed)
+        mine = row_hashes(vecs.matrix)
+        unchanged[matched] = old_hashes[pos[matched]] == mine[matched]
+        return UpdatePlan(pos, unchanged, removed, mine)
     else:
         return None
     for start in range(0, len(matched), 65_536):
@@ -285,6 +275,8 @@ def update_meta(old_meta: dict[str, Any], new_meta: dict[str, Any], counts: dict
 
 def retrain_advised(record: dict[str, Any]) -> bool:
     """The rows encoded since training fit the quantizer worse than its training rows by more than
-    :data:`DRIFT_LIMIT`, and they are more than :data:`SHARE_LIMIT` of the index (a few ill-fitting
-    rows cost little recall; bench/bench_update.py measures both sides)."""
-    return float(record.get("drift") or 0) > DRIFT_LIMIT and float(record.get("encoded_share") or 0) > SHARE_LIMIT
+    :data:`DRIFT_LIMIT` and are more than :data:`SHARE_LIMIT` of the index, or fit it worse by more
+    than :data:`SEVERE_DRIFT` however few they are (queries about the new rows lose their neighbours;
+    bench/bench_update.py measures recall beside the drift)."""
+    drift = float(record.get("drift") or 0)
+    return drift > SEVERE_DRIFT or (drift > DRIFT_LIMIT and float(record.get("encoded_share") or 0) > SHARE_LIMIT)

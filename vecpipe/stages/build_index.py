@@ -242,7 +242,8 @@ class BuildIndex(Stage):
                 ctx.note(f"re-training advised: the {record['encoded_since_training']} rows encoded since training "
                          f"({record['encoded_share']:.0%} of the index) sit {record['drift']:.2f}x as far from its quantizer as its "
                          f"training rows (over {update.DRIFT_LIMIT}); rebuild without --update")
-            built = BuiltIndex(meta, vecs.ids, fresh, extra={"rowhash": update.row_hashes(vecs.matrix).astype("<u8").tobytes()})
+            hashes_new = plan.hashes if plan.hashes is not None else update.row_hashes(vecs.matrix)
+            built = BuiltIndex(meta, vecs.ids, fresh, extra={"rowhash": hashes_new.astype("<u8").tobytes()})
             return self.store(ctx, built)
         if not update.is_exact(old_index):
             why = "compressed vectors are indexed from their codes" if compressed else f"faiss cannot take rows out of {old_meta.get('spec')}"
