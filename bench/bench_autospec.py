@@ -79,7 +79,7 @@ def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python:
     np.save(work / f"{name}.npy", x)
     full = n * dim * 4
     print(f"\n{name}: {n:,} x {dim}, float vectors {full / 2**20:.0f} MiB, {len(q)} queries outside the corpus, target recall@10 {target}")
-    print("| budget | side | index | build s | recall@10 | queries/s |\n|---|---|---|---|---|---|", flush=True)
+    print("| budget | side | index | index MiB | build s | recall@10 | queries/s |\n|---|---|---|---|---|---|---|", flush=True)
     for share in (0.1, 0.3, 1.0):
         budget = int(full * share)
         out = work / f"{name}-{share}.vpi"
@@ -90,16 +90,17 @@ def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python:
         auto = loaded.meta["auto"]
         params = loaded.meta.get("search_params") or {}
         setting = ",".join(f"{k}={v}" for k, v in params.items())
-        print(f"| {share:.0%} ({budget / 2**20:.1f} MiB) | vecpipe | {loaded.meta['spec']} {setting} | {t_build:.1f} | {rec:.4f} | {qps:,.0f} |",
-              flush=True)
+        size = len(faiss.serialize_index(loaded.index)) / 2**20
+        print(f"| {share:.0%} ({budget / 2**20:.1f} MiB) | vecpipe | {loaded.meta['spec']} {setting} | {size:.2f} | {t_build:.1f} | {rec:.4f} | "
+              f"{qps:,.0f} |", flush=True)
         if auto.get("why", "").startswith("none"):
-            print(f"|  |  | ({auto['why']}) |  |  |  |")
+            print(f"|  |  | ({auto['why']}) |  |  |  |  |")
         if af_python:
             index_path, info_path = work / f"af-{share}.index", work / f"af-{share}.json"
             proc = subprocess.run([af_python, "-c", AUTOFAISS, str(work / f"{name}.npy"), str(index_path), str(info_path),
                                    f"{budget / 2**20:.0f}MB"], capture_output=True, text=True)
             if proc.returncode:
-                print(f"| | autofaiss | failed: {proc.stderr.strip().splitlines()[-1][:200]} | | | |", flush=True)
+                print(f"| | autofaiss | failed: {proc.stderr.strip().splitlines()[-1][:200]} | | | | |", flush=True)
                 continue
             info = json.loads(info_path.read_text())
             index = faiss.read_index(str(index_path))
@@ -107,8 +108,10 @@ def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python:
             if param:
                 faiss.ParameterSpace().set_index_parameters(index, param)
             rec, qps = measure(index, q, truth)
-            print(f"| | autofaiss {info['version']} | {(info['infos'] or {}).get('index_key')} {param} | {info['seconds']:.1f} | {rec:.4f} | {qps:,.0f} |",
-                  flush=True)
+            size = index_path.stat().st_size / 2**20
+            over = " (over the budget)" if index_path.stat().st_size > budget else ""
+            print(f"| | autofaiss {info['version']} | {(info['infos'] or {}).get('index_key')} {param} | {size:.2f}{over} | {info['seconds']:.1f} | "
+                  f"{rec:.4f} | {qps:,.0f} |", flush=True)
 
 
 def main() -> None:
