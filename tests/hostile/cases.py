@@ -323,7 +323,7 @@ def _class1():
         def check_new(res, ctx, w=w, out=out):
             w.sanity(ctx.read(out), ctx)
 
-        add(f"class1-{name}-new-path", 1, name, writer_setup(w, out, out=[out]), Ok(check_new))
+        add(f"class1-{name}-new-path", 1, w.cmd, writer_setup(w, out, out=[out]), Ok(check_new))
 
         def pre_regular(ctx, out=out):
             ctx.write(out, OLD)
@@ -333,7 +333,7 @@ def _class1():
                 fail("the output is not a regular file any more")
             equals_ref(ctx, w, ctx.read(out))
 
-        add(f"class1-{name}-existing-file", 1, name, writer_setup(w, out, pre_regular, out=[out]), Ok(check_regular))
+        add(f"class1-{name}-existing-file", 1, w.cmd, writer_setup(w, out, pre_regular, out=[out]), Ok(check_regular))
 
         target = "real/target" + w.ext
 
@@ -349,7 +349,7 @@ def _class1():
                 fail("the symlink's target is gone")
             equals_ref(ctx, w, ctx.read(target), "the symlink's target")
 
-        add(f"class1-{name}-symlink", 1, name, writer_setup(w, out, pre_link, out=[out]), Ok(check_link))
+        add(f"class1-{name}-symlink", 1, w.cmd, writer_setup(w, out, pre_link, out=[out]), Ok(check_link))
 
         def pre_dev(ctx, out=out):
             os.mknod(ctx.path(out), stat.S_IFCHR | 0o666, os.makedev(1, 3))
@@ -361,7 +361,7 @@ def _class1():
             if os.path.lexists(sidecar_of(ctx.path(out))):
                 fail("a sidecar was created beside a device")
 
-        add(f"class1-{name}-chardev", 1, name, writer_setup(w, out, pre_dev, out=[out]), Ok(check_dev), skip=need_root)
+        add(f"class1-{name}-chardev", 1, w.cmd, writer_setup(w, out, pre_dev, out=[out]), Ok(check_dev), skip=need_root)
 
         def pre_fifo(ctx, out=out):
             os.mkfifo(ctx.path(out))
@@ -376,15 +376,15 @@ def _class1():
                 fail("nothing arrived in the FIFO")
             equals_ref(ctx, w, data, "the bytes read from the FIFO")
 
-        add(f"class1-{name}-fifo", 1, name, writer_setup(w, out, pre_fifo, out=[out], fifo_out=[out]), Ok(check_fifo))
+        add(f"class1-{name}-fifo", 1, w.cmd, writer_setup(w, out, pre_fifo, out=[out], fifo_out=[out]), Ok(check_fifo))
 
         def pre_dir(ctx, out=out):
             ctx.write(f"{out}/keep.txt", "a directory named like the output\n")
 
-        add(f"class1-{name}-dir-as-output", 1, name, writer_setup(w, out, pre_dir, out=[out], mention=[out]), Refuse(1))
+        add(f"class1-{name}-dir-as-output", 1, w.cmd, writer_setup(w, out, pre_dir, out=[out], mention=[out]), Refuse(1))
 
         missing = "nodir/" + out
-        add(f"class1-{name}-missing-parent", 1, name,
+        add(f"class1-{name}-missing-parent", 1, w.cmd,
             writer_setup(w, missing, out=[missing, "nodir"], mention=[missing]), Refuse(1))
 
         under_file = "afile/" + out
@@ -392,7 +392,7 @@ def _class1():
         def pre_file_parent(ctx):
             ctx.write("afile", "a regular file where a directory is expected\n")
 
-        add(f"class1-{name}-file-as-parent", 1, name,
+        add(f"class1-{name}-file-as-parent", 1, w.cmd,
             writer_setup(w, under_file, pre_file_parent, out=[under_file], mention=[under_file]), Refuse(1))
 
     for name in ("build-index", "eval"):
@@ -403,7 +403,7 @@ def _class1():
             ctx.path("ro").mkdir()
             ctx.path("ro").chmod(0o555)
 
-        add(f"class1-{name}-unwritable-dir", 1, name, writer_setup(w, ro, pre_ro, out=[ro], mention=[ro]), Refuse(1),
+        add(f"class1-{name}-unwritable-dir", 1, w.cmd, writer_setup(w, ro, pre_ro, out=[ro], mention=[ro]), Refuse(1),
             skip=need_non_root)
 
 
