@@ -144,6 +144,18 @@ class _Owned(np.ndarray):
         self.owner = getattr(obj, "owner", None)
 
 
+def flat_codes(index: Any) -> np.ndarray:
+    """The stored codes of a flat-code index (IndexFlat, SQ, PQ: ``codes``; IndexBinaryFlat: ``xb``) as
+    a uint8 ``[ntotal, code_size]`` view of faiss's memory (valid while the index lives)."""
+    import faiss
+
+    n, size = int(index.ntotal), int(index.code_size)
+    if not n:
+        return np.zeros((0, size), np.uint8)
+    store = index.xb if isinstance(index, faiss.IndexBinaryFlat) else index.codes  # type: ignore[attr-defined]  # xb: not in the stub
+    return np.asarray(faiss.rev_swig_ptr(store.data(), n * size)).reshape(n, size)
+
+
 def read_index_view(buffer: np.ndarray, binary: bool = False) -> tuple[Any, tuple[Any, ...]]:
     """An index read from ``buffer`` without copying its flat codes, and what must outlive it: the
     codes stay views into ``buffer`` (a mapped file, for an index stored raw)."""

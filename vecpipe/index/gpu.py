@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from vecpipe.errors import ModelError
+from vecpipe.index.faiss_util import flat_codes
 
 GPU_EXTRA = "pip install 'vecpipe[gpu]'"
 CAP = 65536  # candidates kept per row and block before a row is sorted whole
@@ -79,16 +80,13 @@ def corpus_of(index: Any, metric: str) -> Corpus | None:
 
     n = int(index.ntotal)
     if isinstance(index, faiss.IndexBinaryFlat):
-        xb = index.xb  # type: ignore[attr-defined]  # xb: not in faiss stub
-        codes = faiss.rev_swig_ptr(xb.data(), n * index.code_size) if n else np.zeros(0, np.uint8)
-        return Corpus("binary", np.asarray(codes).reshape(n, index.code_size), "hamming")
+        return Corpus("binary", flat_codes(index), "hamming")
     if isinstance(index, faiss.IndexFlat):
         data = faiss.rev_swig_ptr(index.get_xb(), n * index.d) if n else np.zeros(0, np.float32)
         return Corpus("float32", np.asarray(data).reshape(n, index.d), metric)
     if isinstance(index, faiss.IndexScalarQuantizer):
         sq = index.sq
-        raw = faiss.rev_swig_ptr(index.codes.data(), n * index.code_size) if n else np.zeros(0, np.uint8)
-        codes = np.asarray(raw).reshape(n, index.code_size)
+        codes = flat_codes(index)
         if sq.qtype == faiss.ScalarQuantizer.QT_fp16:
             return Corpus("fp16", codes.view(np.uint16), metric)
         if sq.qtype == faiss.ScalarQuantizer.QT_8bit and sq.rangestat is not None:

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata
 from vecpipe.formats.vectors import Vectors
+from vecpipe.index.faiss_util import flat_codes
 from vecpipe.metric import prepare
 
 #: Rows encoded by an update sitting this much farther from their quantizer than the training rows
@@ -129,8 +130,7 @@ def stored_codes(index: Any) -> np.ndarray:
             out[labels, :coarse] = np.frombuffer(np.array([listno], "<u8").tobytes()[:coarse], np.uint8)
             out[labels, coarse:] = codes
         return out
-    raw = faiss.rev_swig_ptr(index.codes.data(), n * index.code_size) if n else np.zeros(0, np.uint8)
-    return np.asarray(raw).reshape(n, int(index.code_size))
+    return flat_codes(index)
 
 
 @dataclass
@@ -194,7 +194,7 @@ def plan(old_index: Any, old_ids: pa.Array, old_hashes: np.ndarray | None, vecs:
     if isinstance(old_index, faiss.IndexBinaryFlat):
         from vecpipe.index.compressed import pad_codes
 
-        stored = _binary_codes(old_index)
+        stored = flat_codes(old_index)
         mine = pad_codes(vecs.matrix, stored.shape[1]) if vecs.matrix.dtype == np.uint8 else None
     elif isinstance(old_index, faiss.IndexFlat) and vecs.matrix.dtype.kind == "f":
         stored, mine = stored_codes(old_index), None
@@ -210,14 +210,6 @@ def plan(old_index: Any, old_ids: pa.Array, old_hashes: np.ndarray | None, vecs:
         if rows.shape[1] == stored.shape[1]:
             unchanged[part] = (stored[pos[part]] == rows).all(axis=1)
     return UpdatePlan(pos, unchanged, removed)
-
-
-def _binary_codes(index: Any) -> np.ndarray:
-    import faiss
-
-    n = int(index.ntotal)
-    raw = faiss.rev_swig_ptr(index.xb.data(), n * index.code_size) if n else np.zeros(0, np.uint8)
-    return np.asarray(raw).reshape(n, int(index.code_size))
 
 
 def update_codes(old_index: Any, p: UpdatePlan, prepared: np.ndarray, threads: int | None = None,

@@ -217,13 +217,6 @@ class BuildIndex(Stage):
             pos, removed = update.match_ids(vecs.ids, old.ids)
             counts = {"added": int((pos < 0).sum()), "removed": removed, "kept_ids": int((pos >= 0).sum())}
             ctx.note(f"--update {old_name}: {counts['added']} ids added, {counts['removed']} removed, {counts['kept_ids']} kept")
-        first = vecs.ids[0].as_py() if len(vecs) else None
-        if first is not None:
-            from vecpipe.formats.vectors import first_duplicate
-
-            dup = first_duplicate(vecs.ids)
-            if dup is not None:
-                raise InputError(f"{vecs.name}: id {dup!r} occurs more than once; ids must be unique")
         if update.is_incremental(old_index) and not compressed:
             if plan is None:
                 ctx.note(f"{old_name} has no row fingerprints (built by an older vecpipe): every row is encoded again with its training")
