@@ -280,3 +280,19 @@ def test_spec_auto_with_queries_latency_cap_and_refusals(cli, tmp_path):
     _one_line_failure(cli("build-index", tmp_path / "x.parquet", "--spec", "auto", "--max-memory", "1GB", "--queries",
                           tmp_path / "q16.parquet", "-o", out), 1, "16-dimensional")
     assert not out.exists()
+
+
+def test_spec_auto_refuses_hostile_inputs(cli, tmp_path):
+    x = clustered(300, 16, seed=9)
+    out = tmp_path / "o.vpi"
+    bad = x.copy()
+    bad[4, 1] = np.inf
+    write_vectors(tmp_path / "inf.parquet", bad)
+    _one_line_failure(cli("build-index", tmp_path / "inf.parquet", "--spec", "auto", "--max-memory", "1MB", "-o", out), 1, "inf.parquet")
+    write_vectors(tmp_path / "dup.parquet", x[:3], ids=["a", "b", "a"])
+    _one_line_failure(cli("build-index", tmp_path / "dup.parquet", "--spec", "auto", "--max-memory", "1MB", "-o", out), 1, "more than once")
+    write_vectors(tmp_path / "x.parquet", x, meta={"model": {"name": "m", "sha256": "cd" * 32}})
+    write_vectors(tmp_path / "q.parquet", x[:20], prefix="q", meta={"model": {"name": "other", "sha256": "ab" * 32}})
+    _one_line_failure(cli("build-index", tmp_path / "x.parquet", "--spec", "auto", "--max-memory", "1MB", "--queries",
+                          tmp_path / "q.parquet", "-o", out), 1, "embedded with")
+    assert not out.exists()
