@@ -38,7 +38,14 @@ class LoadedIndex:
     def __post_init__(self) -> None:
         self._scan: HammingScan | None = None
         self._gpu: Any = None  # vecpipe.index.gpu.Scan when searching on a GPU
-        self._id_rank = id_ranks(self.ids)
+        self._ranks: np.ndarray | None = None
+
+    @property
+    def _id_rank(self) -> np.ndarray:
+        """Each stored id's position in sorted order (computed on first use)."""
+        if self._ranks is None:
+            self._ranks = id_ranks(self.ids)
+        return self._ranks
 
     def set_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
         params = dict(self.meta.get("search_params") or {})
@@ -160,7 +167,9 @@ class LoadedIndex:
 
 def id_ranks(ids: pa.Array) -> np.ndarray:
     """Position of each stored id in sorted order: ties are broken by docid, ascending."""
-    order = np.argsort(np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object), kind="stable")
+    import pyarrow.compute as pc
+
+    order = pc.sort_indices(ids).to_numpy()  # Arrow's sort (stable, by UTF-8 bytes: code point order)
     ranks = np.empty(len(order), dtype=np.int64)
     ranks[order] = np.arange(len(order))
     return ranks
