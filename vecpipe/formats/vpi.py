@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import mmap
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -186,6 +187,35 @@ def read_header(path: str | Path, name: str | None = None) -> dict[str, Any]:
     name = name or str(path)
     with open(path, "rb") as fh:
         return _parse_header(fh.read(16), fh, name)
+
+
+def content_digest(path: str | Path) -> str | None:
+    """A digest of a whole container read from its header alone: the header's own sha256, which
+    covers every section's sha256, length and offset. ``None`` when the file is not a sound
+    container (a bad or truncated header, a section past the end): hash its bytes instead.
+
+    Sections are checked against their sha256 whenever they are read, so an index whose bytes were
+    damaged after it was written still fails loudly when it is used.
+    """
+    try:
+        with open(path, "rb") as fh:
+            prefix = fh.read(16)
+            if len(prefix) < 16 or not prefix.startswith(VPI_MAGIC):
+                return None
+            (hlen,) = struct.unpack_from("<Q", prefix, 8)
+            if hlen > 1 << 30:
+                return None
+            head = fh.read(hlen)
+            digest = fh.read(32)
+            size = os.fstat(fh.fileno()).st_size
+        if len(digest) != 32 or hashlib.sha256(head).digest() != digest:
+            return None
+        sections = json.loads(head).get("sections") or []
+        if any(int(e["offset"]) + int(e["length"]) > size for e in sections):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return digest.hex()
 
 
 def _parse_header(prefix: bytes, fh: BinaryIO, name: str) -> dict[str, Any]:
