@@ -184,6 +184,24 @@ class Search(Stage):
         after: Any = None
         extra: dict[str, Any] = {}
         source = None
+        if self.min_prob is not None:
+            import pyarrow as pa
+
+            from vecpipe.evaluate.calibration import check_run_fits, cut
+            from vecpipe.stages.calibrate import read_calibration
+
+            assert self.calibration is not None
+            calib = read_calibration(self.calibration, ctx)
+            meta = {"model": (loaded.meta.get("model") or {}).get("name"), "index": {"metric": loaded.metric}, "k": self.k,
+                    "hubness": {"method": self.hubness} if self.hubness else None}
+            check_run_fits(calib, meta, self.k, "this search", self.calibration)
+            threshold = float(self.min_prob)
+
+            def cutter(batch: pa.RecordBatch) -> Any:
+                return cut(pa.Table.from_batches([batch]), calib, threshold, False, "search")
+
+            after = cutter
+            extra["cut"] = {"threshold": threshold, "scores": "raw", "depth": calib.depth}
         if self.hubness or self.prf:
             from vecpipe.index.feedback import DocSource
 
@@ -208,24 +226,6 @@ class Search(Stage):
             alpha, beta = self.alpha_beta
             feedback = Feedback(source, self.prf, alpha, beta, loaded.metric)
             extra["prf"] = {"k": self.prf, "alpha": alpha, "beta": beta}
-        if self.min_prob is not None:
-            import pyarrow as pa
-
-            from vecpipe.evaluate.calibration import check_run_fits, cut
-            from vecpipe.stages.calibrate import read_calibration
-
-            assert self.calibration is not None
-            calib = read_calibration(self.calibration, ctx)
-            meta = {"model": (loaded.meta.get("model") or {}).get("name"), "index": {"metric": loaded.metric}, "k": self.k,
-                    "hubness": extra.get("hubness")}
-            check_run_fits(calib, meta, self.k, "this search", self.calibration)
-            threshold = float(self.min_prob)
-
-            def cutter(batch: pa.RecordBatch) -> Any:
-                return cut(pa.Table.from_batches([batch]), calib, threshold, False, "search")
-
-            after = cutter
-            extra["cut"] = {"threshold": threshold, "scores": "raw", "depth": calib.depth}
         return hubness, feedback, after, extra
 
     def query_vectors(self, source: sniff.Input, ctx: Context, index: LoadedIndex,
