@@ -38,8 +38,8 @@ def corpus(tmp_path, cli):
     near = docs[rng.choice(200, 90, replace=False)] + 0.3 * rng.standard_normal((90, 16)).astype(np.float32)
     near /= np.linalg.norm(near, axis=1, keepdims=True)
     d = write_vectors(tmp_path / "docs.parquet", docs)
-    q = write_vectors(tmp_path / "q.parquet", near[:30].astype(np.float32), prefix="q")
-    bank = write_vectors(tmp_path / "bank.parquet", near[30:].astype(np.float32), prefix="b")
+    write_vectors(tmp_path / "q.parquet", near[:30].astype(np.float32), prefix="q")
+    write_vectors(tmp_path / "bank.parquet", near[30:].astype(np.float32), prefix="b")
     res = cli("build-index", d, "--spec", "Flat", "-o", tmp_path / "flat.vpi", "-q")
     assert res.exit_code == 0, res.stderr
     return tmp_path, docs, near[:30].astype(np.float32), near[30:].astype(np.float32)
@@ -126,7 +126,7 @@ def test_search_hubness_writes_the_formula_and_keeps_log_z_beside_the_index(cli,
 
 
 def test_search_dbnorm_from_rescore_vectors_equals_from_the_index(cli, corpus):
-    tmp, docs, queries, bank = corpus
+    tmp, _docs, _queries, _bank = corpus
     cli("build-index", tmp / "docs.parquet", "--spec", "SQ8", "-o", tmp / "sq.vpi", "-q")
     res = cli("search", tmp / "q.parquet", "--index", tmp / "sq.vpi", "-k", "10", "--hubness", "dbnorm", "--bank", tmp / "bank.parquet")
     assert "does not keep its vectors exactly" in _one_line_error(res, 1)
@@ -177,7 +177,7 @@ def test_hubness_bad_input(cli, corpus, tmp_path):
 
 
 def test_prf_is_rocchio_over_the_top_k(cli, corpus):
-    tmp, docs, queries, bank = corpus
+    tmp, docs, queries, _bank = corpus
     out = tmp / "p.parquet"
     res = cli("search", tmp / "q.parquet", "--index", tmp / "flat.vpi", "-k", "10", "--prf", "3", "--prf-alpha", "0.7",
               "--prf-beta", "0.4", "-o", out)
@@ -202,7 +202,7 @@ def test_prf_is_rocchio_over_the_top_k(cli, corpus):
 
 
 def test_prf_bad_input(cli, corpus):
-    tmp, docs, queries, bank = corpus
+    tmp, docs, _queries, _bank = corpus
     base = ["search", tmp / "q.parquet", "--index", tmp / "flat.vpi", "-o", tmp / "bad.parquet"]
     assert "larger than -k" in _one_line_error(cli(*base, "-k", "5", "--prf", "10"), 2)
     assert "--prf" in _one_line_error(cli(*base, "-k", "5", "--prf-beta", "0.3"), 2)
@@ -225,7 +225,7 @@ def test_prf_bad_input(cli, corpus):
 def calibrated(cli, corpus):
     """A k=20 run of 90 queries, qrels that judge each query's nearest documents relevant with a
     probability falling with the score's distance from the top, and a calibration fitted on 60 of them."""
-    tmp, docs, queries, bank = corpus
+    tmp, _docs, queries, bank = corpus
     allq = np.vstack([queries, bank])
     write_vectors(tmp / "all.parquet", allq, prefix="q", ids=[f"q{i}" for i in range(90)])
     assert cli("search", tmp / "all.parquet", "--index", tmp / "flat.vpi", "-k", "20", "-o", tmp / "run.parquet").exit_code == 0

@@ -16,7 +16,7 @@ def calibrate(
     run: Annotated[str, typer.Argument(help="Run of the training queries (Arrow, Parquet or TREC text); '-' for stdin.")] = "-",
     qrels: Annotated[str, typer.Option("--qrels", help="Training qrels: BEIR TSV (with header), TREC qrels or Parquet.")] = ...,  # type: ignore[assignment]
     depth: Annotated[int | None, typer.Option("--depth", min=1, max=o.INT_MAX, help="Results per query the query features are taken "
-                                              "over (default: the run's k).", show_default=False)] = None,
+                                              "over (default: the deepest rank in the run).", show_default=False)] = None,
     output: o.Output = None,
     force: o.Force = False,
     quiet: o.Quiet = False,

@@ -60,7 +60,7 @@ class Calibrate(Stage):
             table = table.filter(judged[run.order.argsort()])
             run = run_arrays(table, name)
             y, _ = labels_of(run, read_qrels(self.qrels))
-        depth = self.depth or int(meta.get("k") or run.ranks.max())
+        depth = self.depth or int(run.ranks.max())  # the depth the run reaches (k, or fewer on a small corpus)
         calib = fit(run, y, depth, model=meta.get("model"), metric=(meta.get("index") or {}).get("metric"),
                     hubness=(meta.get("hubness") or {}).get("method"))
         ctx.write_text(calib.to_json())
@@ -133,6 +133,9 @@ class Cut(Stage):
         refuse_duplicate_pairs(table, name)
         meta = run_meta(table)
         ranks = run_arrays(table, name).ranks
+        if calib.model and not meta.get("model"):
+            ctx.note(f"{name} records no model (TREC text, or written by another tool): make sure it comes from "
+                     f"{calib.model}, the model {self.calibration} was fitted on")
         check_run_fits(calib, meta, int(ranks.max()) if len(ranks) else 0, name, self.calibration)
         p = threshold(calib, self.min_prob, self.target_recall)
         out = cut(table, calib, p, self.scores == "prob", name)
