@@ -67,6 +67,7 @@ def test_log_z_and_the_augmented_search_rank_as_the_formula(method):
     queries = docs[rng.choice(150, 25, replace=False)] + 0.2 * rng.standard_normal((25, 12)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     beta = 8.0
+    kept = docs.copy(), bank.copy(), queries.copy()
     logz = log_z(method, docs, bank, beta)
     np.testing.assert_allclose(logz, _naive_log_z(method, docs, bank, beta), rtol=1e-10)
     direct = direct_scores(method, queries, docs, logz, beta)
@@ -75,6 +76,8 @@ def test_log_z_and_the_augmented_search_rank_as_the_formula(method):
         want = np.sort(direct[qi])[::-1][:20]
         np.testing.assert_allclose(scores[qi], want, rtol=1e-5, atol=1e-4)  # same scores, in the same order
         np.testing.assert_allclose(direct[qi][labels[qi]], scores[qi], rtol=1e-5, atol=1e-4)  # of the same documents
+    for before, after in zip(kept, (docs, bank, queries)):  # inputs never modified (the reference QB-Norm code does)
+        assert np.array_equal(before, after)
     # The normalisation changes the ranking (else the test above could not tell anything apart).
     assert (labels[:, :10] != np.argsort(-(queries @ docs.T), axis=1)[:, :10]).any()
 
@@ -117,6 +120,15 @@ def test_search_hubness_writes_the_formula_and_keeps_log_z_beside_the_index(cli,
               "--bank", tmp / "bank.parquet", "--beta", "9", "-o", tmp / "h3.parquet")
     assert res.exit_code == 0 and "log Z(d) of 200" in res.stderr
     np.testing.assert_allclose(pq.read_table(art).column("logz").to_numpy(), _naive_log_z("qbnorm", docs, bank, 9.0), rtol=1e-6)
+    # The run itself is up to date until its bank changes.
+    res = cli("search", tmp / "q.parquet", "--index", tmp / "flat.vpi", "-k", "10", "--hubness", "qbnorm",
+              "--bank", tmp / "bank.parquet", "--beta", "9", "-o", tmp / "h3.parquet")
+    assert res.exit_code == 0 and "up to date" in res.stderr
+    write_vectors(tmp / "bank.parquet", bank[:40], prefix="b")
+    res = cli("search", tmp / "q.parquet", "--index", tmp / "flat.vpi", "-k", "10", "--hubness", "qbnorm",
+              "--bank", tmp / "bank.parquet", "--beta", "9", "-o", tmp / "h3.parquet")
+    assert res.exit_code == 0 and "up to date" not in res.stderr and "log Z(d) of 200" in res.stderr
+    np.testing.assert_allclose(pq.read_table(art).column("logz").to_numpy(), _naive_log_z("qbnorm", docs, bank[:40], 9.0), rtol=1e-6)
     # A damaged artifact is not trusted: rebuilt.
     art.write_bytes(b"PAR1 garbage")
     res = cli("search", tmp / "q.parquet", "--index", tmp / "flat.vpi", "-k", "10", "--hubness", "qbnorm",
