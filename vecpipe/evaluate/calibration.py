@@ -139,15 +139,22 @@ def features(run: RunArrays, depth: int) -> np.ndarray:
     """The (rows, 5) feature matrix of :data:`FEATURES`, query features taken to ``depth`` results."""
     n = len(run.scores)
     out = np.empty((n, len(FEATURES)), dtype=np.float64)
-    ends = np.r_[run.starts[1:], n]
-    for start, end in zip(run.starts.tolist(), ends.tolist()):
-        s = run.scores[start:end]
-        top = s[: min(depth, len(s))]
-        out[start:end, 0] = s
-        out[start:end, 1] = top[0]
-        out[start:end, 2] = top[0] - top[-1]
-        out[start:end, 3] = top.std()
-        out[start:end, 4] = top.mean()
+    if n == 0:
+        return out
+    lengths = np.diff(np.r_[run.starts, n])
+    group = np.repeat(np.arange(len(run.starts)), lengths)
+    top = (np.arange(n) - run.starts[group]) < depth
+    counted = np.minimum(lengths, depth)
+    s = run.scores
+    mean = np.bincount(group, weights=np.where(top, s, 0.0)) / counted
+    spread = np.sqrt(np.bincount(group, weights=np.where(top, (s - mean[group]) ** 2, 0.0)) / counted)
+    first = s[run.starts]
+    kth = s[run.starts + counted - 1]
+    out[:, 0] = s
+    out[:, 1] = first[group]
+    out[:, 2] = (first - kth)[group]
+    out[:, 3] = spread[group]
+    out[:, 4] = mean[group]
     return out
 
 

@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata, registry
 from vecpipe.formats.runs import DEFAULT_TAG, check_tag
@@ -57,9 +60,9 @@ class Calibrate(Stage):
         unjudged = int((~judged).sum())
         if unjudged:
             ctx.note(f"{unjudged} rows of queries that {self.qrels} does not judge are left out of the fit")
-            table = table.filter(judged[run.order.argsort()])
+            table = table.take(pa.array(np.sort(run.order[judged])))
             run = run_arrays(table, name)
-            y, _ = labels_of(run, read_qrels(self.qrels))
+            y = y[judged]
         depth = self.depth or int(run.ranks.max())  # the depth the run reaches (k, or fewer on a small corpus)
         calib = fit(run, y, depth, model=meta.get("model"), metric=(meta.get("index") or {}).get("metric"),
                     hubness=(meta.get("hubness") or {}).get("method"))
