@@ -1738,6 +1738,55 @@ def _class_measures():
 _class_measures()
 
 
+# ============================================== issue 12: --hubness banks, --prf, calibrations
+
+def _class_literature():
+    search = ["search", "queries.parquet", "--index", "flat.vpi", "-k", "5", "-o", "out.parquet"]
+
+    def bank_setup(table_of):
+        def setup(ctx):
+            cp(ctx, "flat.vpi", "queries.parquet")
+            write_table_file(ctx.path("bank.parquet"), table_of())
+            return Inv(argv=[*search, "--hubness", "qbnorm", "--bank", "bank.parquet"], out=["out.parquet"],
+                       mention=["bank.parquet"], mention_id=[QIDS[2]] if table_of is bank_nan else [])
+        return setup
+
+    def bank_nan():
+        return poisoned_table(QIDS, QUERIES, 2, "nan")
+
+    add("class3-search-hubness-bank-nan", 3, "search", bank_setup(bank_nan), Refuse(1))
+    add("class4-search-hubness-bank-of-another-model", 4, "search",
+        bank_setup(lambda: vectors_table(QIDS, QUERIES, vec_meta(sha=SHA_B))), Refuse(1))
+    add("class4-search-hubness-bank-of-another-dimension", 4, "search",
+        bank_setup(lambda: vectors_table(QIDS, QUERIES[:, :16], vec_meta(dim=16))), Refuse(1))
+
+    def setup_calibration_of_another_model(ctx):
+        cp(ctx, "ref-search.parquet")
+        ctx.write("calib.json", json.dumps({
+            "kind": "calibration", "version": 1, "features": ["score", "top1", "gap_to_kth", "spread", "mean"], "depth": 5,
+            "mean": [0.0] * 5, "scale": [1.0] * 5, "coef": [1.0, 0.0, 0.0, 0.0, 0.0], "intercept": 0.0,
+            "model": "another-model", "metric": "cos", "hubness": None, "train": {}, "positive_quantiles": []}))
+        return Inv(argv=["cut", "ref-search.parquet", "--calibration", "calib.json", "--min-prob", "0.5", "-o", "out.parquet"],
+                   out=["out.parquet"], mention=["another-model"])
+
+    add("class4-cut-calibration-of-another-model", 4, "cut", setup_calibration_of_another_model, Refuse(1))
+
+    def setup_prf_deeper_than_k(ctx):
+        cp(ctx, "flat.vpi", "queries.parquet")
+        return Inv(argv=[*search, "--prf", "10"], out=["out.parquet"], mention=["--prf"])
+
+    add("class10-search-prf-larger-than-k", 10, "search", setup_prf_deeper_than_k, Refuse(2))
+
+    def setup_min_prob_alone(ctx):
+        cp(ctx, "flat.vpi", "queries.parquet")
+        return Inv(argv=[*search, "--min-prob", "0.5"], out=["out.parquet"], mention=["--calibration"])
+
+    add("class10-search-min-prob-without-calibration", 10, "search", setup_min_prob_alone, Refuse(2))
+
+
+_class_literature()
+
+
 # Variants left out to keep the whole suite within about three minutes on two cores: each shares
 # its code path with a kept case of the same class (e.g. quantize and binarize write through the same
 # table sink). Run them with HOSTILE_ALL=1.

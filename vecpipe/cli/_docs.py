@@ -147,6 +147,11 @@ EXAMPLES: dict[str | None, list[tuple[str, str]]] = {
          "vecpipe build-index docs.b1.parquet --spec BFlat -o docs.b1.vpi"),
     ],
     "search": [
+        ("QB-Norm hubness reduction with the training queries as the bank; log Z(d) is kept beside the index.",
+         "vecpipe search test.vec.parquet --index docs.vpi -k 100 --hubness qbnorm --bank train.vec.parquet --beta 5 -o run.parquet"),
+        ("Pseudo-relevance feedback from the top 3, then a calibrated cut at probability 0.05.",
+         "vecpipe search test.vec.parquet --index docs.vpi -k 100 --prf 3 -o prf.parquet\n"
+         "vecpipe search test.vec.parquet --index docs.vpi -k 100 --calibration calib.json --min-prob 0.05 -o sure.parquet"),
         ("Query vectors from a pipe, the run to a file.",
          "vecpipe embed queries.jsonl | vecpipe search --index docs.vpi -k 100 -o run.arrow"),
         ("Query texts, embedded with the model the index records; TREC text on stdout.",
@@ -209,6 +214,17 @@ EXAMPLES: dict[str | None, list[tuple[str, str]]] = {
          "vecpipe compare hybrid.trec bm25.trec --baseline 2 --qrels qrels/test.tsv --format json"),
         ("Per-query differences from the baseline and recall@k curves drawn to a PNG (pip install 'vecpipe[plot]').",
          "vecpipe compare flat.parquet b1-rescore.parquet b1.parquet --qrels qrels/test.tsv -m nDCG@10 -m R@100 --plot compare.png"),
+    ],
+    "calibrate": [
+        ("Fit on the training queries' run and qrels; the file records the model, metric and depth it fits.",
+         "vecpipe search train.vec.parquet --index docs.vpi -k 100 -o train.parquet\n"
+         "vecpipe calibrate train.parquet --qrels qrels/train.tsv -o calib.json"),
+    ],
+    "cut": [
+        ("Keep the results that hold 95% of the relevant training results, then evaluate.",
+         "vecpipe cut run.parquet --calibration calib.json --target-recall 0.95 | vecpipe eval --qrels qrels/test.tsv -m P@10"),
+        ("Keep results at least 20% likely to be relevant, their probabilities as the scores, as TREC text.",
+         "vecpipe cut run.parquet --calibration calib.json --min-prob 0.2 --scores prob -o sure.trec"),
     ],
     "fuse": [
         ("BM25 and dense search fused by per-query z-scores, then evaluated.",

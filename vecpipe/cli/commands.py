@@ -4,6 +4,7 @@ from vecpipe.cli import (  # noqa: F401 - imported for the commands they registe
     binarize,
     build_index,
     cache,
+    calibrate,
     compare,
     completions,
     embed,

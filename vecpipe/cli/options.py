@@ -284,3 +284,21 @@ def completion(param: Any) -> tuple[str, list[str]]:
     if isinstance(ann, type) and issubclass(ann, PurePath):
         return "file", []
     return "none", []
+
+
+class CutScores(str, Enum):
+    raw = "raw"
+    prob = "prob"
+
+
+class Hubness(str, Enum):
+    qbnorm = "qbnorm"
+    dbnorm = "dbnorm"
+
+
+MinProb = Annotated[float | None, typer.Option("--min-prob", min=0.0, max=1.0, help="Drop results whose calibrated probability of "
+                                               "relevance is under P.", show_default=False)]
+TargetRecall = Annotated[float | None, typer.Option("--target-recall", min=0.0, max=1.0, help="Pick the threshold that keeps this share "
+                                                    "of the training positives (recorded in the calibration).", show_default=False)]
+ScoresOpt = Annotated[CutScores, typer.Option("--scores", help="raw: keep the run's scores; prob: write the probabilities as the "
+                                              "scores (results re-ordered by them).")]

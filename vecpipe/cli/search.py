@@ -29,6 +29,22 @@ def search(
                                                                   "them exactly, keep k.", show_default=False)] = None,
     rescore_multiplier: Annotated[int | None, typer.Option("--rescore-multiplier", min=1, max=o.INT_MAX, help="Candidates fetched per result kept, "
         "with --rescore (default 4).", show_default=False)] = None,
+    hubness: Annotated[o.Hubness | None, typer.Option("--hubness", help="Hubness reduction: qbnorm (querybank normalisation) or dbnorm "
+                                                      "(query and gallery banks); log Z(d) is kept beside the index.",
+                                                      show_default=False)] = None,
+    bank: Annotated[str | None, typer.Option("--bank", help="Query vectors of the bank, with --hubness (training queries, never the "
+                                             "queries searched).", show_default=False)] = None,
+    beta: Annotated[float | None, typer.Option("--beta", min=0.0, max=1000.0, help="Inverse temperature of --hubness (default 20).",
+                                               show_default=False)] = None,
+    prf: Annotated[int | None, typer.Option("--prf", min=1, max=o.INT_MAX, help="Pseudo-relevance feedback: search again with "
+                                            "A q + B mean(vectors of the top K results); K at most -k.", show_default=False)] = None,
+    prf_alpha: Annotated[float | None, typer.Option("--prf-alpha", min=0.0, help="A, the query's weight with --prf (default 1).",
+                                                    show_default=False)] = None,
+    prf_beta: Annotated[float | None, typer.Option("--prf-beta", min=0.0, help="B, the feedback's weight with --prf (default 0.5).",
+                                                   show_default=False)] = None,
+    min_prob: o.MinProb = None,
+    calibration: Annotated[str | None, typer.Option("--calibration", help="Calibration file (vecpipe calibrate), with --min-prob.",
+                                                    show_default=False)] = None,
     threads: o.Threads = None,
     model: o.ModelDir = None,
     prefix: o.Prefix = "",
@@ -43,6 +59,11 @@ def search(
     """Search a .vpi index and write a run (qid, docid, rank, score).
 
     Text queries are embedded with the model the index records (or --model). Ties are broken by docid.
+
+    --hubness ranks by B<q,d> - log Z(d) (QB-Norm; DBNorm: 2B<q,d> less the query-bank and the
+    gallery-bank log Z), in one exact search over the documents with log Z(d) appended; their vectors
+    come from a flat index or from --rescore. --prf reads the top K results' vectors the same way.
+    --min-prob drops results whose calibrated probability of relevance is under P.
     """
     from vecpipe.formats.records import Fields
     from vecpipe.stages.search import Search
@@ -51,5 +72,6 @@ def search(
         queries=queries, index=index, rescore=rescore, output=output, k=k, format=value(format), tag=tag, nprobe=nprobe,
         ef_search=ef_search, rescore_multiplier=rescore_multiplier, model=str(model) if model else None, prefix=prefix,
         fields=Fields(id=id_field, text=text_field, title=title_field), allow_mismatch=allow_mismatch,
-        batch_size=batch_size, threads=threads,
+        batch_size=batch_size, threads=threads, hubness=value(hubness), bank=bank, hubness_beta=beta, prf=prf,
+        prf_alpha=prf_alpha, prf_beta=prf_beta, min_prob=min_prob, calibration=calibration,
     ), force, quiet, device.value)

@@ -18,6 +18,7 @@ METRICS = "metrics"
 INDEX = "index"
 REPORT = "report"
 COMPARISON = "comparison"
+CALIBRATION = "calibration"
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ OUTPUT_FORMATS: list[OutputFormat] = [
     OutputFormat("trec", (RUN,), (".trec", ".run", ".txt"), binary=False),  # qid Q0 docid rank score tag
     OutputFormat("msmarco", (RUN,), (".tsv",), binary=False),  # qid<TAB>docid<TAB>rank
     OutputFormat("tsv", (METRICS, COMPARISON), (".tsv", ".txt"), binary=False),
-    OutputFormat("json", (METRICS, REPORT, COMPARISON), (".json",), binary=False),
+    OutputFormat("json", (METRICS, REPORT, COMPARISON, CALIBRATION), (".json",), binary=False),
     OutputFormat("text", (REPORT,), (), binary=False),
     OutputFormat("table", (METRICS, COMPARISON), (), binary=False),
     OutputFormat("markdown", (COMPARISON,), (".md", ".markdown"), binary=False),
@@ -45,7 +46,8 @@ OUTPUT_FORMATS: list[OutputFormat] = [
 #: Per kind: the format written to stdout, and the one a file without an extension gets (None:
 #: refused). A file whose extension selects no format of its kind is always refused.
 _DEFAULTS = {VECTORS: ("arrow", None), RUN: ("arrow", None), METRICS: ("tsv", "tsv"), INDEX: ("vpi", "vpi"),
-             REPORT: ("text", "text"), COMPARISON: ("tsv", "tsv")}
+             REPORT: ("text", "text"), COMPARISON: ("tsv", "tsv"),
+             CALIBRATION: ("json", "json")}
 
 
 def formats_for(kind: str) -> list[OutputFormat]:

@@ -234,18 +234,29 @@ def rebatch(batches: Iterator[tuple[pa.Array, np.ndarray]], size: int) -> Iterat
 
 
 def search_run(index: LoadedIndex, queries: Iterator[tuple[pa.Array, np.ndarray]], k: int,
-               batch_size: int = 1024, rescorer: Any = None) -> Iterator[pa.RecordBatch]:
+               batch_size: int = 1024, rescorer: Any = None, hubness: Any = None, feedback: Any = None,
+               after: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None) -> Iterator[pa.RecordBatch]:
     """Run batches (qid, docid, rank, score), one per query batch, in query order.
 
     With a :class:`vecpipe.index.rescore.Rescorer`, k * multiplier candidates are fetched and
-    rescored exactly with the full-precision vectors, and k kept.
+    rescored exactly with the full-precision vectors, and k kept. With a
+    :class:`vecpipe.index.hubness.HubnessSearch`, the hubness-normalised scores rank instead. With a
+    :class:`vecpipe.index.feedback.Feedback`, each query is searched twice: the second time expanded
+    with its first results' vectors. ``after`` maps each batch before it is yielded (a cut).
     """
     if k < 1:
         raise InputError("-k must be at least 1")
-    for qids, mat in rebatch(queries, batch_size):
+
+    def one(qids: pa.Array, mat: np.ndarray) -> pa.RecordBatch:
+        if hubness is not None:
+            return index.run_batch(qids, *index.order(*hubness.search(mat, k)))
         if rescorer is None:
-            scores, labels = index.search(mat, k)
-            yield index.run_batch(qids, scores, labels)
-        else:
-            _, labels = index.search(mat, k * rescorer.multiplier)
-            yield rescorer.rescore(qids, mat, labels, index.ids, k)
+            return index.run_batch(qids, *index.search(mat, k))
+        _, labels = index.search(mat, k * rescorer.multiplier)
+        return rescorer.rescore(qids, mat, labels, index.ids, k)
+
+    for qids, mat in rebatch(queries, batch_size):
+        if feedback is not None:
+            mat = feedback.expand(qids, mat, one(qids, mat))
+        batch = one(qids, mat)
+        yield after(batch) if after is not None else batch

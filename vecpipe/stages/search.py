@@ -44,6 +44,14 @@ class Search(Stage):
     prefix: str = rec("")
     fields: Fields = rec(Fields())
     allow_mismatch: bool = rec(False, omit_default=True)
+    hubness: str | None = rec(None, omit_default=True)
+    bank: str | None = inp(None)
+    hubness_beta: float | None = rec(None, omit_default=True)
+    prf: int | None = rec(None, omit_default=True)
+    prf_alpha: float | None = rec(None, omit_default=True)
+    prf_beta: float | None = rec(None, omit_default=True)
+    min_prob: float | None = rec(None, omit_default=True)
+    calibration: str | None = inp(None)
     batch_size: int = opt(1024)
     threads: int | None = opt(None)
 
@@ -57,6 +65,59 @@ class Search(Stage):
             raise UsageError("--rescore-multiplier applies with --rescore only")
         if self.rescore_multiplier is not None and self.rescore_multiplier < 1:
             raise UsageError("--rescore-multiplier must be at least 1")
+        self.check_literature()
+
+    def check_literature(self) -> None:
+        """--hubness, --prf and --min-prob: usage checks before any work."""
+        import math
+
+        from vecpipe.index.hubness import METHODS
+
+        if self.hubness is None and (self.bank is not None or self.hubness_beta is not None):
+            raise UsageError("--bank and --beta apply with --hubness qbnorm|dbnorm only")
+        if self.hubness is not None:
+            if self.hubness not in METHODS:
+                raise UsageError(f"--hubness {self.hubness}: choose one of {', '.join(METHODS)}")
+            if self.bank is None:
+                raise UsageError("--hubness needs --bank BANK_QUERY_VECTORS (training queries' vectors, not the test queries)")
+            if self.bank == "-" and self.queries == "-":
+                raise UsageError("the queries and the --bank cannot both come from stdin ('-')")
+            if self.hubness_beta is not None and not (0 < self.hubness_beta <= 1000 and math.isfinite(self.hubness_beta)):
+                raise UsageError(f"--beta {self.hubness_beta}: the inverse temperature must be above 0 and at most 1000")
+            if self.rescore_multiplier is not None:
+                raise UsageError("--rescore-multiplier does not apply with --hubness (the hubness search is exact; "
+                                 "--rescore only gives the document vectors)")
+        if self.prf is None and (self.prf_alpha is not None or self.prf_beta is not None):
+            raise UsageError("--prf-alpha and --prf-beta apply with --prf K only")
+        if self.prf is not None:
+            if self.prf < 1:
+                raise UsageError("--prf must be at least 1")
+            if self.prf > self.k:
+                raise UsageError(f"--prf {self.prf} is larger than -k {self.k}: feedback reads the top K of the k results")
+            for flag, value in (("--prf-alpha", self.prf_alpha), ("--prf-beta", self.prf_beta)):
+                if value is not None and not (0 <= value <= 1e6 and math.isfinite(value)):
+                    raise UsageError(f"{flag} {value}: a weight from 0 to 1e6")
+            if self.alpha_beta == (0.0, 0.0):
+                raise UsageError("--prf-alpha and --prf-beta cannot both be 0")
+        if self.min_prob is not None and not (0.0 <= self.min_prob <= 1.0):
+            raise UsageError(f"--min-prob {self.min_prob}: a probability, from 0 to 1")
+        if (self.min_prob is None) != (self.calibration is None):
+            raise UsageError("--min-prob P and --calibration CALIB.json go together")
+        if self.calibration == "-" and "-" in (self.queries, self.bank):
+            raise UsageError("only one input can come from stdin ('-')")
+
+    @property
+    def alpha_beta(self) -> tuple[float, float]:
+        from vecpipe.index.feedback import DEFAULT_ALPHA, DEFAULT_BETA
+
+        return (DEFAULT_ALPHA if self.prf_alpha is None else self.prf_alpha,
+                DEFAULT_BETA if self.prf_beta is None else self.prf_beta)
+
+    @property
+    def beta(self) -> float:
+        from vecpipe.index.hubness import DEFAULT_BETA
+
+        return DEFAULT_BETA if self.hubness_beta is None else self.hubness_beta
 
     @property
     def multiplier(self) -> int:
@@ -67,6 +128,10 @@ class Search(Stage):
             return self.multiplier if self.rescore else None
         if name == "model":
             return model_ref(value) if value is not None else None
+        if name == "hubness_beta":
+            return self.beta if self.hubness else None
+        if name in ("prf_alpha", "prf_beta"):
+            return self.alpha_beta[name == "prf_beta"] if self.prf else None
         return super().recorded(name, value)
 
     def run(self, ctx: Context) -> int:
@@ -83,7 +148,8 @@ class Search(Stage):
         text_index = getattr(loaded, "text_queries", False)
         if text_index:
             given = [flag for flag, on in (("--rescore", self.rescore is not None), ("--model", self.model is not None),
-                                           ("--prefix", self.prefix != ""), ("--allow-mismatch", self.allow_mismatch)) if on]
+                                           ("--prefix", self.prefix != ""), ("--allow-mismatch", self.allow_mismatch),
+                                           ("--hubness", self.hubness is not None), ("--prf", self.prf is not None)) if on]
             if given:
                 raise UsageError(f"{', '.join(given)}: does not apply to {index_name}, a BM25 index searched with query texts")
         rescorer = None
@@ -92,14 +158,16 @@ class Search(Stage):
             rescorer = Rescorer(path, multiplier=self.multiplier, name=name, device=ctx.device)
             metadata.check_same_model(rescorer.docs.meta, loaded.meta, name, index_name,
                                       "give the full-precision vectors the index was built from", self.allow_mismatch)
+        hubness, feedback, after, extra = self.literature(ctx, loaded, index_path, index_name, rescorer)
         source = ctx.input("queries")
         progress = ctx.progress
         progress.start("search", total=count_rows(source), unit="queries")
         batches = search_run(loaded, self.query_vectors(source, ctx, loaded, progress), self.k, self.batch_size,
-                             rescorer=rescorer)
+                             rescorer=None if hubness else rescorer, hubness=hubness, feedback=feedback, after=after)
         run_meta = metadata.new("run", k=self.k, index={key: loaded.meta.get(key) for key in ("spec", "metric", "count", "dim")},
                                 model=(loaded.meta.get("model") or {}).get("name"),
-                                rescore={"multiplier": rescorer.multiplier, "metric": rescorer.metric} if rescorer else None)
+                                rescore={"multiplier": rescorer.multiplier, "metric": rescorer.metric}
+                                if rescorer and not hubness else None, **extra)
         with ctx.run_writer(run_meta, self.tag) as writer:
             for batch in batches:
                 writer.write(batch)
@@ -107,6 +175,58 @@ class Search(Stage):
             if empty:
                 ctx.note(f"{empty} queries had no indexed term: they have no results")
             return int(writer.rows)
+
+    def literature(self, ctx: Context, loaded: LoadedIndex, index_path: Any, index_name: str,
+                   rescorer: Any) -> tuple[Any, Any, Any, dict[str, Any]]:
+        """(hubness search, feedback, cut, run metadata) for --hubness, --prf and --min-prob."""
+        hubness: Any = None
+        feedback: Any = None
+        after: Any = None
+        extra: dict[str, Any] = {}
+        source = None
+        if self.min_prob is not None:
+            import pyarrow as pa
+
+            from vecpipe.evaluate.calibration import check_run_fits, cut
+            from vecpipe.stages.calibrate import read_calibration
+
+            assert self.calibration is not None
+            calib = read_calibration(self.calibration, ctx)
+            meta = {"model": (loaded.meta.get("model") or {}).get("name"), "index": {"metric": loaded.metric}, "k": self.k,
+                    "hubness": {"method": self.hubness} if self.hubness else None}
+            check_run_fits(calib, meta, self.k, "this search", self.calibration)
+            threshold = float(self.min_prob)
+
+            def cutter(batch: pa.RecordBatch) -> Any:
+                return cut(pa.Table.from_batches([batch]), calib, threshold, False, "search")
+
+            after = cutter
+            extra["cut"] = {"threshold": threshold, "scores": "raw", "depth": calib.depth}
+        if self.hubness or self.prf:
+            from vecpipe.index.feedback import DocSource
+
+            source = DocSource(loaded, rescorer.docs if rescorer else None, "--hubness" if self.hubness else "--prf")
+        if self.hubness:
+            from vecpipe.index.hubness import HubnessSearch
+            from vecpipe.stages.hubness import load_or_build
+
+            if loaded.metric not in ("ip", "cos"):
+                raise InputError(f"--hubness: {index_name} ranks by {loaded.metric}; QB-Norm and DBNorm apply to inner-product "
+                                 "and cosine indexes")
+            bank_path, bank_name = ctx.local_path("bank")
+            assert source is not None
+            logz = load_or_build(index_path, index_name, bank_path, bank_name, loaded, source.all, self.hubness, self.beta,
+                                 self.rescore, self.allow_mismatch, ctx.note)
+            hubness = HubnessSearch(source.all(), logz, self.hubness, self.beta, loaded.metric)
+            extra["hubness"] = {"method": self.hubness, "beta": self.beta}
+        if self.prf:
+            from vecpipe.index.feedback import Feedback
+
+            assert source is not None
+            alpha, beta = self.alpha_beta
+            feedback = Feedback(source, self.prf, alpha, beta, loaded.metric)
+            extra["prf"] = {"k": self.prf, "alpha": alpha, "beta": beta}
+        return hubness, feedback, after, extra
 
     def query_vectors(self, source: sniff.Input, ctx: Context, index: LoadedIndex,
                       progress: Progress) -> Iterator[tuple[pa.Array, np.ndarray]]:
