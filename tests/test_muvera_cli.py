@@ -132,6 +132,9 @@ def test_search_refuses_query_encodings_of_other_parameters(cli, tmp_path, token
     res = cli("search", other, "--index", tmp_path / "d.vpi", "-k", "2", "-o", tmp_path / "run.parquet")
     assert res.exit_code == 1 and "seed 1 vs 0" in res.stderr and "--like" in res.stderr
     assert not (tmp_path / "run.parquet").exists()
+    # document encodings used as queries
+    res = cli("search", dfde, "--index", tmp_path / "d.vpi", "-k", "2", "-o", tmp_path / "run.parquet")
+    assert res.exit_code == 1 and "doc encodings searched" in res.stderr and not (tmp_path / "run.parquet").exists()
     # plain single vectors against an index of encodings: refused too (same dimension on purpose)
     plain = tmp_path / "plain.parquet"
     from vecpipe.formats.vectors import vectors_batch, vectors_schema
