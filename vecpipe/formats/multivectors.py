@@ -158,7 +158,8 @@ def read_multivectors(path: str | Path | sniff.Input) -> tuple[list[str], np.nda
     ids: list[str] = []
     flats, lens = [], []
     meta: dict[str, Any] = {}
-    for batch_ids, flat, offsets, meta in iter_multivectors(path):
+    for batch_ids, flat, offsets, batch_meta in iter_multivectors(path):
+        meta = batch_meta
         ids.extend(batch_ids.to_pylist())
         flats.append(flat)
         lens.append(np.diff(offsets))
