@@ -210,6 +210,20 @@ EXAMPLES: dict[str | None, list[tuple[str, str]]] = {
         ("Per-query differences from the baseline and recall@k curves drawn to a PNG (pip install 'vecpipe[plot]').",
          "vecpipe compare flat.parquet b1-rescore.parquet b1.parquet --qrels qrels/test.tsv -m nDCG@10 -m R@100 --plot compare.png"),
     ],
+    "fde": [
+        ("MUVERA: token vectors of documents and queries, encoded alike, searched in a Flat index, the top 500 "
+         "reranked by exact Chamfer similarity.",
+         "vecpipe embed corpus.jsonl --multi-vector -o docs.mv.parquet\n"
+         "vecpipe embed queries.jsonl --multi-vector -o queries.mv.parquet\n"
+         "vecpipe fde docs.mv.parquet --role doc --reps 20 --ksim 5 --dproj 16 -o docs.fde.parquet\n"
+         "vecpipe fde queries.mv.parquet --role query --like docs.fde.parquet -o queries.fde.parquet\n"
+         "vecpipe build-index docs.fde.parquet --spec Flat -o docs.fde.vpi\n"
+         "vecpipe search queries.fde.parquet --index docs.fde.vpi -k 500 |\n"
+         "  vecpipe rerank --chamfer docs.mv.parquet --queries queries.mv.parquet -k 100 | vecpipe eval --qrels qrels/test.tsv"),
+        ("The encodings compressed to 1,280 bytes a document (PQ), queries searched as the index records.",
+         "vecpipe quantize docs.fde.parquet --to pq -o docs.fde.pq.parquet\n"
+         "vecpipe build-index docs.fde.pq.parquet --spec Flat -o docs.fde.pq.vpi"),
+    ],
     "fuse": [
         ("BM25 and dense search fused by per-query z-scores, then evaluated.",
          "vecpipe build-index corpus.jsonl --spec BM25 -o docs.bm25.vpi\n"
