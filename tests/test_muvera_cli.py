@@ -76,7 +76,8 @@ def test_multi_vector_embedding_is_the_masked_normalised_last_hidden_state(cli, 
 
 def test_embed_multi_vector_option_errors(cli, tmp_path, tiny_model_dir):
     src = _jsonl(tmp_path / "docs.jsonl", DOCS)
-    for args in (["--special-tokens", "keep"], ["--multi-vector", "--pooling", "cls"], ["--multi-vector", "--special-tokens", "all"]):
+    for args in (["--special-tokens", "keep"], ["--multi-vector", "--pooling", "cls"], ["--multi-vector", "--special-tokens", "all"],
+                 ["--multi-vector", "--shard", "0/2"], ["--multi-vector", "--precision", "int8"]):
         res = cli("embed", src, "--model", tiny_model_dir, *args, "-o", tmp_path / "x.parquet")
         assert res.exit_code == 2, (args, res.stderr)
     assert not (tmp_path / "x.parquet").exists()

@@ -180,6 +180,8 @@ class Embed(Stage):
             raise UsageError("--special-tokens applies with --multi-vector only")
         if self.special_tokens is not None and self.special_tokens not in TOKEN_MODES:
             raise UsageError(f"--special-tokens {self.special_tokens}: expected one of {', '.join(TOKEN_MODES)}")
+        if self.multi_vector and self.shard:
+            raise UsageError("--shard: vecpipe merge joins one-vector-per-row shards only; embed a --multi-vector table in one run")
         if self.multi_vector and (self.pooling is not None or self.precision is not None):
             raise UsageError("--multi-vector keeps one vector per token: --pooling and --precision do not apply")
         if self.no_cache and (self.cache is not None or self.cache_size is not None):
