@@ -116,6 +116,8 @@ def main() -> None:
     ap.add_argument("--query-tokens", type=Path, default=None)
     ap.add_argument("--dense-docs", type=Path, default=None)
     ap.add_argument("--dense-queries", type=Path, default=None)
+    ap.add_argument("--pq-nbits", type=int, default=8, help="bits per PQ sub-quantizer of the size table (m = dim/8)")
+    ap.add_argument("--sizes-only", action="store_true", help="only the setting 20,5,16 and the size table (no correlation sweep)")
     args = ap.parse_args()
     require_dataset(args.data)
     data = args.data.resolve()
@@ -155,7 +157,7 @@ def main() -> None:
         print("\n## FDE inner product vs exact Chamfer (all test-query x document pairs); recall of the Chamfer top 10 in the FDE top N")
         print(f"{'reps,ksim,dproj':<16} {'dim':>6} {'pearson':>8} {'per-query':>9} " + " ".join(f"{'R10@' + str(n):>8}" for n in DEPTHS))
         best = None
-        for reps, ksim, dproj in SETTINGS:
+        for reps, ksim, dproj in SETTINGS[-1:] if args.sizes_only else SETTINGS:
             tag = f"{reps}-{ksim}-{dproj}"
             dfde, qfde = work / f"docs.fde.{tag}.parquet", work / f"queries.fde.{tag}.parquet"
             vp("fde", str(doc_tokens), "--role", "doc", "--reps", str(reps), "--ksim", str(ksim), "--dproj", str(dproj), "-o", str(dfde), "-q")
@@ -178,6 +180,8 @@ def main() -> None:
         # --- 3: retrieval quality
         assert best is not None
         tag, dfde, qfde, index, run, fde_dim = best
+        if args.sizes_only:
+            return sizes(args, work, truth, q_ids, d_ids, d_flat, doc_tokens, tag, dfde, qfde, fde_dim)
         print(f"\n## Retrieval quality on the test queries (FDE setting {tag.replace('-', ',')})")
         rows = []
         flat_index = work / "dense.vpi"
@@ -202,23 +206,27 @@ def main() -> None:
         got = table.column("score").to_numpy()
         print(f"# rerank --chamfer vs the reference on {len(got)} pairs: largest difference {np.abs(got - ref).max():.2e}")
 
-        # --- 4: sizes
-        print("\n## Bytes per document")
-        n_docs = len(d_ids)
-        print(f"{'token vectors (float32, in memory)':<44} {d_flat.nbytes / n_docs:>10.0f}   (file {doc_tokens.stat().st_size / n_docs:.0f})")
-        print(f"{'single vector (float32)':<44} {384 * 4:>10.0f}")
-        print(f"{'FDE ' + tag.replace('-', ',') + ' (float32)':<44} {fde_dim * 4:>10.0f}   (file {dfde.stat().st_size / n_docs:.0f})")
-        for label, cmd in (("FDE, quantize --to pq (m = dim/8, 8 bits)", ["quantize", "--to", "pq"]),
-                           ("FDE, binarize --bits 1", ["binarize", "--bits", "1"])):
-            coded = work / f"docs.fde.{cmd[0]}.parquet"
-            vp(*cmd[:1], str(dfde), *cmd[1:], "-o", str(coded), "-q")
-            _, codes = matrix(coded)
-            idx = work / f"docs.fde.{cmd[0]}.vpi"
-            vp("build-index", str(coded), "--spec", "Flat", "-o", str(idx), "-q")
-            crun = work / f"fde.{cmd[0]}.run.parquet"
-            vp("search", str(qfde), "--index", str(idx), "-k", "500", "-o", str(crun), "-q")
-            r = recall_within(truth, run_order(crun, q_ids, d_ids), 500)
-            print(f"{label:<44} {codes.shape[1] * codes.dtype.itemsize:>10.0f}   (Chamfer top 10 in its top 500: {r:.3f})")
+        sizes(args, work, truth, q_ids, d_ids, d_flat, doc_tokens, tag, dfde, qfde, fde_dim)
+
+
+def sizes(args, work: Path, truth, q_ids, d_ids, d_flat, doc_tokens: Path, tag: str, dfde: Path, qfde: Path, fde_dim: int) -> None:
+    # --- 4: sizes
+    print("\n## Bytes per document")
+    n_docs = len(d_ids)
+    print(f"{'token vectors (float32, in memory)':<44} {d_flat.nbytes / n_docs:>10.0f}   (file {doc_tokens.stat().st_size / n_docs:.0f})")
+    print(f"{'single vector (float32)':<44} {384 * 4:>10.0f}")
+    print(f"{'FDE ' + tag.replace('-', ',') + ' (float32)':<44} {fde_dim * 4:>10.0f}   (file {dfde.stat().st_size / n_docs:.0f})")
+    for label, cmd in ((f"FDE, quantize --to pq (m = dim/8, {args.pq_nbits} bits)", ["quantize", "--to", "pq", "--nbits", str(args.pq_nbits)]),
+                       ("FDE, binarize --bits 1", ["binarize", "--bits", "1"])):
+        coded = work / f"docs.fde.{cmd[0]}.parquet"
+        vp(*cmd[:1], str(dfde), *cmd[1:], "-o", str(coded), "-q")
+        _, codes = matrix(coded)
+        idx = work / f"docs.fde.{cmd[0]}.vpi"
+        vp("build-index", str(coded), "--spec", "Flat", "-o", str(idx), "-q")
+        crun = work / f"fde.{cmd[0]}.run.parquet"
+        vp("search", str(qfde), "--index", str(idx), "-k", "500", "-o", str(crun), "-q")
+        r = recall_within(truth, run_order(crun, q_ids, d_ids), 500)
+        print(f"{label:<44} {codes.shape[1] * codes.dtype.itemsize:>10.0f}   (Chamfer top 10 in its top 500: {r:.3f})")
 
 
 if __name__ == "__main__":
