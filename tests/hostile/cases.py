@@ -1787,6 +1787,93 @@ def _class_literature():
 _class_literature()
 
 
+# ====================================================================================== MUVERA (issue 13)
+# vecpipe fde and rerank --chamfer on token-vector tables written here (no model needed).
+
+
+def _mv_table(ids, sets, dim=DIM, meta=None) -> pa.Table:
+    from vecpipe.formats import metadata as _md
+    from vecpipe.formats.multivectors import multivectors_batch, multivectors_schema
+
+    meta = meta if meta is not None else _md.new("multivectors", dim=dim, multi_vector=True, model={"name": "m", "sha256": "a" * 64})
+    return pa.Table.from_batches([multivectors_batch(ids, sets, multivectors_schema(dim, meta))])
+
+
+def _mv_sets(n: int, seed: int, dim: int = DIM):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((int(k), dim)).astype(np.float32) for k in rng.integers(1, 6, n)]
+
+
+def _class_muvera():
+    docs_ids = [f"d{i}" for i in range(12)]
+
+    def setup_poison(kind):
+        def setup(ctx):
+            sets = _mv_sets(12, 1)
+            sets[7][0, 2] = {"nan": np.nan, "inf": np.inf}[kind]
+            write_table_file(ctx.path("mv.parquet"), _mv_table(docs_ids, sets))
+            return Inv(argv=["fde", "mv.parquet", "--role", "doc", "--reps", "2", "--ksim", "2", "--dproj", "4", "-o", "out.parquet"],
+                       out=["out.parquet"], mention_id=["d7"])
+        return setup
+
+    for kind in ("nan", "inf"):
+        add(f"class3-fde-{kind}", 3, "fde", setup_poison(kind), Refuse(1))
+
+    def setup_dup(ctx):
+        write_table_file(ctx.path("mv.parquet"), _mv_table(docs_ids[:11] + ["d3"], _mv_sets(12, 2)))
+        return Inv(argv=["fde", "mv.parquet", "--role", "doc", "-o", "out.parquet"], out=["out.parquet"], mention_id=["d3"])
+
+    add("class5-fde-duplicate-id", 5, "fde", setup_dup, Refuse(1))
+
+    def setup_plain(ctx):
+        cp(ctx, "docs.parquet")
+        return Inv(argv=["fde", "docs.parquet", "--role", "doc", "-o", "out.parquet"], out=["out.parquet"], mention=["--multi-vector"])
+
+    add("class4-fde-plain-vectors", 4, "fde", setup_plain, Refuse(1))
+
+    def setup_dproj(ctx):
+        write_table_file(ctx.path("mv.parquet"), _mv_table(docs_ids, _mv_sets(12, 3)))
+        return Inv(argv=["fde", "mv.parquet", "--role", "doc", "--dproj", str(DIM + 1), "-o", "out.parquet"], out=["out.parquet"])
+
+    add("class6-fde-dproj-over-dim", 6, "fde", setup_dproj, Refuse(1))
+
+    for slug, args in (("ksim-13", ["--ksim", "13"]), ("reps-0", ["--reps", "0"]), ("final-dim-over", ["--reps", "1", "--ksim", "1",
+                                                                                                      "--dproj", "2", "--final-dim", "5"])):
+        def setup_range(ctx, args=args):
+            write_table_file(ctx.path("mv.parquet"), _mv_table(docs_ids, _mv_sets(12, 4)))
+            return Inv(argv=["fde", "mv.parquet", "--role", "doc", *args, "-o", "out.parquet"], out=["out.parquet"])
+
+        add(f"class6-fde-{slug}", 6, "fde", setup_range, Refuse(2))
+
+    def setup_like_other_model(ctx):
+        write_table_file(ctx.path("d.parquet"), _mv_table(docs_ids, _mv_sets(12, 5)))
+        ctx.vp("fde", "d.parquet", "--role", "doc", "--reps", "2", "--ksim", "2", "--dproj", "4", "-o", "dfde.parquet")
+        from vecpipe.formats import metadata as _md
+
+        other = _md.new("multivectors", dim=DIM, multi_vector=True, model={"name": "m2", "sha256": "b" * 64})
+        write_table_file(ctx.path("q.parquet"), _mv_table(QIDS, _mv_sets(len(QIDS), 6), meta=other))
+        return Inv(argv=["fde", "q.parquet", "--role", "query", "--like", "dfde.parquet", "-o", "out.parquet"], out=["out.parquet"])
+
+    add("class4-fde-like-other-model", 4, "fde", setup_like_other_model, Refuse(1))
+
+    def setup_chamfer(kind):
+        def setup(ctx):
+            write_table_file(ctx.path("d.parquet"), _mv_table(docs_ids, _mv_sets(12, 7)))
+            dim = DIM * 2 if kind == "dim" else DIM
+            write_table_file(ctx.path("q.parquet"), _mv_table(QIDS[:2], _mv_sets(2, 8, dim), dim=dim))
+            extra = "" if kind != "missing" else f"{QIDS[0]} Q0 nowhere 3 0.1 t\n"
+            ctx.write("run.trec", f"{QIDS[0]} Q0 d1 1 1.0 t\n{QIDS[0]} Q0 d2 2 0.5 t\n{extra}{QIDS[1]} Q0 d3 1 1.0 t\n")
+            return Inv(argv=["rerank", "run.trec", "--chamfer", "d.parquet", "--queries", "q.parquet", "-o", "out.parquet"],
+                       out=["out.parquet"])
+        return setup
+
+    add("class5-rerank-chamfer-missing-doc", 5, "rerank", setup_chamfer("missing"), Refuse(1))
+    add("class4-rerank-chamfer-other-dimension", 4, "rerank", setup_chamfer("dim"), Refuse(1))
+
+
+_class_muvera()
+
+
 # Variants left out to keep the whole suite within about three minutes on two cores: each shares
 # its code path with a kept case of the same class (e.g. quantize and binarize write through the same
 # table sink). Run them with HOSTILE_ALL=1.

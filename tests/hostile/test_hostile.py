@@ -29,7 +29,8 @@ def test_case_ids_unique_and_classes_covered():
     assert {c.cls for c in CASES} == set(range(1, 11))
     for c in CASES:
         assert c.id.startswith(f"class{c.cls}-{c.cmd}-") or c.id.startswith(f"class{c.cls}-"), c.id
-    subcommands = {"embed", "quantize", "binarize", "build-index", "search", "rerank", "eval", "inspect", "merge", "fuse", "compare", "cut"}
+    subcommands = {"embed", "quantize", "binarize", "build-index", "search", "rerank", "eval", "inspect", "merge", "fuse", "compare", "cut",
+                   "fde"}
     assert {c.cmd for c in CASES} == subcommands
 
 

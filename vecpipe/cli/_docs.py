@@ -226,6 +226,20 @@ EXAMPLES: dict[str | None, list[tuple[str, str]]] = {
         ("Keep results at least 20% likely to be relevant, their probabilities as the scores, as TREC text.",
          "vecpipe cut run.parquet --calibration calib.json --min-prob 0.2 --scores prob -o sure.trec"),
     ],
+    "fde": [
+        ("MUVERA: token vectors of documents and queries, encoded alike, searched in a Flat index, the top 500 "
+         "reranked by exact Chamfer similarity.",
+         "vecpipe embed corpus.jsonl --multi-vector -o docs.mv.parquet\n"
+         "vecpipe embed queries.jsonl --multi-vector -o queries.mv.parquet\n"
+         "vecpipe fde docs.mv.parquet --role doc --reps 20 --ksim 5 --dproj 16 -o docs.fde.parquet\n"
+         "vecpipe fde queries.mv.parquet --role query --like docs.fde.parquet -o queries.fde.parquet\n"
+         "vecpipe build-index docs.fde.parquet --spec Flat -o docs.fde.vpi\n"
+         "vecpipe search queries.fde.parquet --index docs.fde.vpi -k 500 |\n"
+         "  vecpipe rerank --chamfer docs.mv.parquet --queries queries.mv.parquet -k 100 | vecpipe eval --qrels qrels/test.tsv"),
+        ("The encodings compressed to 1,280 bytes a document (PQ), queries searched as the index records.",
+         "vecpipe quantize docs.fde.parquet --to pq -o docs.fde.pq.parquet\n"
+         "vecpipe build-index docs.fde.pq.parquet --spec Flat -o docs.fde.pq.vpi"),
+    ],
     "fuse": [
         ("BM25 and dense search fused by per-query z-scores, then evaluated.",
          "vecpipe build-index corpus.jsonl --spec BM25 -o docs.bm25.vpi\n"

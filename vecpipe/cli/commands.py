@@ -9,6 +9,7 @@ from vecpipe.cli import (  # noqa: F401 - imported for the commands they registe
     completions,
     embed,
     eval,
+    fde,
     fuse,
     inspect,
     merge,

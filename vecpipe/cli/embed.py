@@ -39,6 +39,12 @@ def embed(
     cache_size: Annotated[str | None, typer.Option("--cache-size", metavar="SIZE", help="Keep the embedding cache under SIZE (4GiB, "
                                                    "500MB...), least recently used segments removed first (default 4GiB).",
                                                    show_default=False)] = None,
+    multi_vector: Annotated[bool, typer.Option("--multi-vector", help="One vector per token (the model's last hidden state, padding "
+                                               "masked, L2-normalised) instead of one pooled vector per text: a list of vectors per row, "
+                                               "for vecpipe fde and rerank --chamfer.")] = False,
+    special_tokens: Annotated[o.SpecialTokens | None, typer.Option("--special-tokens", help="--multi-vector: drop the tokenizer's special "
+                                                                   "tokens ([CLS], [SEP]) or keep them (default: drop).",
+                                                                   show_default=False)] = None,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -51,6 +57,11 @@ def embed(
     Every vector is kept in the embedding cache, keyed by the exact text and everything that shapes
     the vector (model sha256, pooling, normalisation, max length, prefix, precision, device): a rerun
     over a corpus that changed a little embeds only what changed.
+
+    With --multi-vector each row holds one vector per token (late interaction, ColBERT-style): the
+    table's metadata says kind multivectors; vecpipe fde turns it into fixed-dimensional encodings
+    any index can search, and rerank --chamfer scores candidates exactly with it. The embedding
+    cache is not used then.
     """
     from vecpipe.formats.records import Fields
     from vecpipe.stages.embed import Embed
@@ -59,5 +70,5 @@ def embed(
         input=input, output=output, model=str(model) if model else None, pooling=value(pooling), max_length=max_length,
         prefix=prefix, batch_size=batch_size, precision=value(precision), fields=Fields(id=id_field, text=text_field, title=title_field),
         shard=shard, skip_bad=skip_bad, format=value(format), threads=threads, checkpoints=not no_checkpoint,
-        cache=cache, no_cache=no_cache, cache_size=cache_size,
+        cache=cache, no_cache=no_cache, cache_size=cache_size, multi_vector=multi_vector, special_tokens=value(special_tokens),
     ), force, quiet, device.value)

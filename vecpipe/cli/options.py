@@ -37,6 +37,16 @@ class Metric(str, Enum):
     hamming = "hamming"
 
 
+class SpecialTokens(str, Enum):
+    drop = "drop"
+    keep = "keep"
+
+
+class FdeRole(str, Enum):
+    query = "query"
+    doc = "doc"
+
+
 class FloatMetric(str, Enum):
     ip = "ip"
     l2 = "l2"

@@ -27,6 +27,10 @@ def rerank(
                                                                              "top ranks).")] = 100,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=o.INT_MAX, help="--cross-encoder: most pairs per model "
                                                                                              "batch (default 32).", show_default=False)] = None,
+    chamfer: Annotated[str | None, typer.Option("--chamfer", metavar="DOC_MULTIVECTORS", help="Rescore by exact Chamfer similarity "
+                                                "(MaxSim: each query token's best inner product over the document's tokens, summed) with "
+                                                "these document token vectors (embed --multi-vector); --queries gives the queries' token "
+                                                "vectors.", show_default=False)] = None,
     threads: o.Threads = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=o.INT_MAX, help="Results kept per query.")] = 100,
     metric: Annotated[o.FloatMetric | None, typer.Option("--metric", help="ip, l2 or cos (default: what the vectors record).", show_default=False)] = None,
@@ -48,11 +52,17 @@ def rerank(
     With --cross-encoder MODEL_DIR, each query's top --depth candidates are rescored by a
     cross-encoder over the query's text (--queries) and the document's (--corpus, title and text
     joined as embed joins them), in batches by a token budget, on the GPU where there is one.
+
+    With --chamfer DOC_MULTIVECTORS, each candidate is scored by the exact Chamfer similarity of the
+    query's token vectors (--queries, embed --multi-vector) and the document's: the sum over query
+    tokens of the largest inner product with a document token. The document table is read as a
+    stream and only the candidates are scored, so memory stays bounded (the candidates of FDE
+    search: vecpipe fde).
     """
     from vecpipe.stages.rerank import Rerank
 
     run_stage(Rerank(
         run_input=run, vectors=vectors, queries=queries, output=output, k=k, metric=value(metric),
         allow_missing=allow_missing, format=value(format), tag=tag, allow_mismatch=allow_mismatch,
-        cross_encoder=cross_encoder, corpus=corpus, depth=depth, batch_size=batch_size, threads=threads,
+        cross_encoder=cross_encoder, corpus=corpus, depth=depth, batch_size=batch_size, threads=threads, chamfer=chamfer,
     ), force, quiet, device.value)

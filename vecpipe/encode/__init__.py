@@ -42,6 +42,7 @@ def load_encoder(
     window: int | None = None,
     precision: str | None = None,
     on_note: Callable[[str], object] | None = None,
+    tokens: str | None = None,
 ) -> Encoder:
     """Resolve, verify and open a model.
 
@@ -54,7 +55,10 @@ def load_encoder(
     length and batched together (bounds memory and read-ahead). ``threads``: onnxruntime intra-op
     threads (None: all cores). ``device``: auto, cpu or cuda. ``precision``: the GPU form of the model
     (:mod:`vecpipe.encode.gpu_graph`), fp16 by default on a GPU; fp16 on the CPU is a usage error.
-    ``on_note``: called with one-line notes (building the GPU form). ``normalize``: L2-normalise the vectors
+    ``on_note``: called with one-line notes (building the GPU form). ``tokens``: None for one pooled
+    vector per text; ``"keep"`` or ``"drop"`` for one vector per token of the last hidden state
+    (padding never, the tokenizer's special tokens kept or dropped): ``encode_batches`` then yields
+    a list of float32 ``[n_tokens, dim]`` arrays per input list. ``normalize``: L2-normalise the vectors
     (None: as the model says — a sentence-transformers model ending in a Normalize module, or a model
     exported by ``vecpipe model export``, records it — and True when it says nothing).
 
@@ -77,4 +81,5 @@ def load_encoder(
         window=window,
         precision=precision,
         on_note=on_note,
+        tokens=tokens,
     )

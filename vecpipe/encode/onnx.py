@@ -38,6 +38,8 @@ from vecpipe.encode.model import POOLINGS, ModelSpec
 from vecpipe.errors import InputError, ModelError, UsageError
 
 DEVICES = ("auto", "cpu", "cuda")
+#: what a multi-vector encoder does with the tokenizer's special tokens ([CLS], [SEP], ...)
+TOKEN_MODES = ("keep", "drop")
 DEFAULT_WINDOW = 2048
 DEFAULT_MAX_BATCH_TOKENS = 4096
 DEFAULT_BATCH_SIZE = 32
@@ -127,6 +129,7 @@ class _Batch:
     feed: dict[str, np.ndarray]
     mask: np.ndarray  # [b, L] int64
     n_tokens: int
+    keep: np.ndarray | None = None  # [b, L] bool: the tokens a multi-vector encoder returns
 
 
 @dataclass
@@ -156,7 +159,12 @@ class OnnxEncoder(Encoder):
         rewrite: bool = True,
         precision: str | None = None,
         on_note: Any = None,
+        tokens: str | None = None,
     ) -> None:
+        if tokens is not None and tokens not in TOKEN_MODES:
+            raise UsageError(f"--special-tokens {tokens}: expected one of {', '.join(TOKEN_MODES)}")
+        if tokens is not None and precision is not None:
+            raise UsageError("--precision: --multi-vector runs the model as it is (the GPU and int8 forms pool inside the graph)")
         if pooling is not None and pooling not in POOLINGS:
             raise UsageError(f"--pooling {pooling}: expected one of {', '.join(POOLINGS)}")
         if max_length is not None:
@@ -182,6 +190,8 @@ class OnnxEncoder(Encoder):
         self.pooling = pooling or spec.pooling
         self.max_length = int(max_length or spec.max_length)
         self.prefix = prefix
+        #: None: one pooled vector per text; "keep"/"drop": one vector per token, special tokens kept or dropped
+        self.tokens = tokens
         self.normalize = bool(normalize)
         self.threads = int(threads or cpu_count())
         self._providers = providers_for(device)
@@ -193,6 +203,8 @@ class OnnxEncoder(Encoder):
             raise UsageError("--precision int8 is the CPU form (--device cpu); on a GPU vecpipe runs fp16 or fp32")
         #: None for the model as it is (CPU); "fp32"/"fp16" for its GPU form, "int8" for its CPU form (gpu_graph.py)
         self.precision = (precision or "fp16") if self.device == "cuda" else ("int8" if precision == "int8" else None)
+        if tokens is not None:
+            self.precision = None
         gpu = self.device == "cuda"
         self.batch_size = int(batch_size or (GPU_BATCH_SIZE if gpu else DEFAULT_BATCH_SIZE))
         self.max_batch_tokens = int(max_batch_tokens or (GPU_MAX_BATCH_TOKENS if gpu else DEFAULT_MAX_BATCH_TOKENS))
@@ -267,6 +279,9 @@ class OnnxEncoder(Encoder):
             "normalize": self.normalize,
             "dim": self._dim,
         }
+        if self.tokens is not None:  # one vector per token: the pooling is not applied
+            info["pooling"] = None
+            info["tokens"] = self.tokens
         if self.precision is not None:  # the GPU form: vectors equal the CPU's within fp16 rounding
             info["precision"] = self.precision
             info["device"] = self.device
@@ -341,9 +356,13 @@ class OnnxEncoder(Encoder):
                 if isinstance(item, BaseException):
                     raise item
                 window: _Window = item
-                out = np.empty((window.n_texts, self._dim), dtype=np.float32)
+                out: Any = [None] * window.n_texts if self.tokens else np.empty((window.n_texts, self._dim), dtype=np.float32)
                 for b in window.batches:
-                    out[b.rows] = self._embed(b)
+                    if self.tokens:
+                        for r, vecs in zip(b.rows, self._embed_tokens(b)):
+                            out[r] = vecs
+                    else:
+                        out[b.rows] = self._embed(b)
                     texts_done += len(b.rows)
                     tokens_done += b.n_tokens
                     if on_progress is not None:
@@ -401,12 +420,19 @@ class OnnxEncoder(Encoder):
             take = max(1, min(self.batch_size, self.max_batch_tokens // longest, n - i))
             rows = order[i : i + take]
             input_ids, mask = self._pad([ids[r] for r in rows])
+            keep = None
+            if self.tokens == "drop":
+                special, _ = self._pad([encs[r].special_tokens_mask for r in rows])
+                keep = (mask > 0) & (special == 0)
+            elif self.tokens == "keep":
+                keep = mask > 0
             batches.append(
                 _Batch(
                     rows=rows,
                     feed=self._feed(input_ids, mask),
                     mask=mask,
                     n_tokens=int(lengths[rows].sum()),
+                    keep=keep,
                 )
             )
             i += take
@@ -462,6 +488,23 @@ class OnnxEncoder(Encoder):
             raise ModelError(
                 f"{self.spec.onnx_path}: inference failed: {_first_line(exc)}"
             ) from None
+        return out
+
+    def _embed_tokens(self, b: _Batch) -> list[np.ndarray]:
+        """One float32 ``[n_tokens, dim]`` array per text of the batch: the last hidden state at the
+        tokens ``b.keep`` marks (padding never; special tokens as ``tokens`` says), L2-normalised."""
+        hidden = self._run(b.feed)
+        if hidden.ndim != 3:
+            raise ModelError(
+                f"{self.spec.onnx_path}: output {self._output_name} has shape {hidden.shape}; --multi-vector needs "
+                "token embeddings [batch, sequence, hidden] (a model whose graph pools cannot give them)"
+            )
+        assert b.keep is not None
+        hidden = hidden.astype(np.float32, copy=False)
+        out = []
+        for r in range(hidden.shape[0]):
+            vecs = np.ascontiguousarray(hidden[r][b.keep[r]])
+            out.append(l2_normalize(vecs) if self.normalize else vecs)
         return out
 
     def _embed(self, b: _Batch) -> np.ndarray:

@@ -75,6 +75,9 @@ def model_mismatch(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: st
     Compares the model's sha256, pooling and normalisation where both record them.
     """
     ma, mb = (a or {}).get("model") or {}, (b or {}).get("model") or {}
+    why = fde_mismatch(ma, mb, a_name, b_name) if ma and mb else None
+    if why:
+        return why
     for key, _label in _MODEL_KEYS:
         va, vb = ma.get(key), mb.get(key)
         if va is not None and vb is not None and va != vb:
@@ -82,6 +85,28 @@ def model_mismatch(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: st
                 return (f"{a_name}: embedded with {ma.get('name')} (sha256 {str(va)[:12]}) but {b_name} with another "
                         f"file of that name (sha256 {str(vb)[:12]})")
             return f"{a_name}: embedded with {_model_label(a, key)} but {b_name} with {_model_label(b, key)}"
+    return None
+
+
+def _fde_params(model: dict[str, Any]) -> dict[str, Any] | None:
+    fde = model.get("fde")
+    return {k: v for k, v in fde.items() if k != "role"} if isinstance(fde, dict) else None
+
+
+def fde_mismatch(ma: dict[str, Any], mb: dict[str, Any], a_name: str, b_name: str) -> str | None:
+    """Why two models' entries differ in their fixed-dimensional encodings (vecpipe fde), or ``None``:
+    one set encoded and the other not, or encoded with other parameters or another seed."""
+    pa_, pb_ = _fde_params(ma), _fde_params(mb)
+    if pa_ is None and pb_ is None:
+        return None
+    if pa_ is None or pb_ is None:
+        enc, plain = (a_name, b_name) if pa_ is not None else (b_name, a_name)
+        return (f"{enc}: holds fixed-dimensional encodings (vecpipe fde) but {plain} holds plain vectors; "
+                "encode both sides with vecpipe fde (queries --like the documents)")
+    if pa_ != pb_:
+        diff = ", ".join(f"{k} {pa_.get(k)} vs {pb_.get(k)}" for k in sorted(set(pa_) | set(pb_)) if pa_.get(k) != pb_.get(k))
+        return (f"{a_name}: encoded with other vecpipe fde parameters than {b_name} ({diff}); "
+                "encode the queries with vecpipe fde --role query --like DOC_FDE")
     return None
 
 

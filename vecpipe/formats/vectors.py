@@ -266,6 +266,9 @@ def vectors_from_arrow(name: str, schema: pa.Schema, batches: Any,
     :func:`read_vectors` checks uniqueness once at the end instead).
     """
     meta = metadata.read(schema)
+    if meta and meta.get("kind") == "multivectors":
+        raise InputError(f"{name}: holds token vectors (one list per row, embed --multi-vector), not one vector per row; "
+                         "encode them with vecpipe fde first, or score them with rerank --chamfer")
     if meta and meta.get("kind") not in (None, "vectors"):
         raise InputError(f"{name}: is a {meta.get('kind')} table, expected vectors")
     emb_col, id_col = embedding_column(schema, name), id_column(schema, name)

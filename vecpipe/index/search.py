@@ -66,6 +66,12 @@ class LoadedIndex:
             )
         metadata.check_same_model(meta or {}, self.meta, name, self.name, "embed the queries with the index's model",
                                   allow_mismatch)
+        q_fde, i_fde = ((meta or {}).get("model") or {}).get("fde"), (self.meta.get("model") or {}).get("fde")
+        if isinstance(q_fde, dict) and isinstance(i_fde, dict) and not allow_mismatch and (q_fde.get("role"), i_fde.get("role")) != ("query", "doc"):
+            raise InputError(
+                f"{name}: {q_fde.get('role')} encodings searched in {self.name}, an index of {i_fde.get('role')} encodings; "
+                "encode the queries with vecpipe fde --role query and index the documents' (--role doc), or --allow-mismatch"
+            )
         qsource = ((meta or {}).get("compression") or {}).get("source_dim") or qdim
         isource = comp.get("source_dim") or self.dim
         if qsource != isource and not allow_mismatch:

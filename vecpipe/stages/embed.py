@@ -26,12 +26,16 @@ import pyarrow as pa
 
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata, sniff
+from vecpipe.formats.multivectors import KIND, multivectors_batch, multivectors_schema
 from vecpipe.formats.records import Fields, read_records
 from vecpipe.formats.vectors import vectors_batch, vectors_schema
 from vecpipe.pipeline.background import Background
 from vecpipe.pipeline.progress import Progress
 from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
 
+#: special tokens ([CLS], [SEP]) of a --multi-vector embedding: dropped unless --special-tokens keep
+DEFAULT_TOKENS = "drop"
+TOKEN_MODES = ("keep", "drop")
 BLOCK = 2048  # records per block: the encoder's sorting window, checkpoint and shard unit
 SHARD_END = "vecpipe.shard_rows"  # custom metadata of a shard's last block: the rows the shard holds
 
@@ -39,8 +43,10 @@ SHARD_END = "vecpipe.shard_rows"  # custom metadata of a shard's last block: the
 def vectors_metadata(encoder: Any, fields: Fields, shard: tuple[int, int] | None = None, block: int = BLOCK) -> dict[str, Any]:
     info = dict(encoder.info)
     normalized = bool(info.get("normalize", True))
+    multi = getattr(encoder, "tokens", None) is not None
     return metadata.new(
-        "vectors",
+        KIND if multi else "vectors",
+        multi_vector=True if multi else None,
         dim=encoder.dim,
         dtype="float32",
         metric="cos" if normalized else "ip",
@@ -165,9 +171,19 @@ class Embed(Stage):
     cache: str | None = opt(None)
     no_cache: bool = opt(False)
     cache_size: str | None = opt(None)
+    multi_vector: bool = rec(False, omit_default=True)
+    special_tokens: str | None = rec(None, omit_default=True)
 
     def check(self) -> None:
         parse_shard(self.shard)
+        if self.special_tokens is not None and not self.multi_vector:
+            raise UsageError("--special-tokens applies with --multi-vector only")
+        if self.special_tokens is not None and self.special_tokens not in TOKEN_MODES:
+            raise UsageError(f"--special-tokens {self.special_tokens}: expected one of {', '.join(TOKEN_MODES)}")
+        if self.multi_vector and self.shard:
+            raise UsageError("--shard: vecpipe merge joins one-vector-per-row shards only; embed a --multi-vector table in one run")
+        if self.multi_vector and (self.pooling is not None or self.precision is not None):
+            raise UsageError("--multi-vector keeps one vector per token: --pooling and --precision do not apply")
         if self.no_cache and (self.cache is not None or self.cache_size is not None):
             raise UsageError("--no-cache: --cache and --cache-size do not apply")
         if self.cache_size is not None:
@@ -184,6 +200,8 @@ class Embed(Stage):
         import os
 
         if self.no_cache or os.environ.get("VECPIPE_EMBED_CACHE", "").lower() in ("off", "0", "no"):
+            return encoder
+        if self.multi_vector:  # the cache holds one vector per text
             return encoder
         if getattr(encoder, "precision", None) == "int8":
             ctx.note("the embedding cache is not used with --precision int8: its vectors depend slightly on the batch "
@@ -226,7 +244,7 @@ class Embed(Stage):
         shard = parse_shard(self.shard)
         encoder = load_encoder(model=self.model, pooling=self.pooling, max_length=self.max_length, prefix=self.prefix,
                                batch_size=self.batch_size, threads=self.threads, device=ctx.device, precision=self.precision,
-                               on_note=ctx.note)
+                               on_note=ctx.note, tokens=(self.special_tokens or DEFAULT_TOKENS) if self.multi_vector else None)
         announce_device(ctx, encoder)
         encoder = self.open_cache(ctx, encoder)
         try:
@@ -253,7 +271,9 @@ class Embed(Stage):
         counts = {"rows": 0, "reused": 0, "embedded": 0}
         progress = ctx.progress
         progress.start("embed", total=total, unit="docs")
-        schema = vectors_schema(encoder.dim, "float32", vectors_metadata(encoder, self.fields, shard, block))
+        meta = vectors_metadata(encoder, self.fields, shard, block)
+        schema = multivectors_schema(encoder.dim, meta) if self.multi_vector else vectors_schema(encoder.dim, "float32", meta)
+        to_batch = multivectors_batch if self.multi_vector else vectors_batch
         with ctx.table_sink(schema) as sink:
             ckpt = ctx.checkpoint(sink.schema) if self.checkpoints else None
             reuse = ckpt.reusable() if ckpt else 0
@@ -284,7 +304,7 @@ class Embed(Stage):
                 # the blocks are written by a background thread while the encoder works on the next
                 with Background() as writer:
                     for ids, matrix in ctx.engine.map_batches(lambda: worker, records):
-                        out_batch = vectors_batch(ids, matrix, sink.schema)
+                        out_batch = to_batch(ids, matrix, sink.schema)
                         writer.submit(functools.partial(save, k, out_batch))
                         k += 1
                         counts["embedded"] += out_batch.num_rows

@@ -39,6 +39,7 @@ class Rerank(Stage):
     depth: int = rec(DEFAULT_DEPTH, omit_default=True)
     batch_size: int | None = opt(None)
     threads: int | None = opt(None)
+    chamfer: str | None = inp(None)
 
     def inputs(self) -> dict[str, str | None]:
         roles = super().inputs()
@@ -56,6 +57,20 @@ class Rerank(Stage):
         check_tag(self.tag)
         if self.k < 1:
             raise UsageError("-k must be at least 1")
+        if self.chamfer is not None:
+            given = [flag for flag, on in (("--vectors", self.vectors is not None), ("--metric", self.metric is not None),
+                                           ("--cross-encoder", self.cross_encoder is not None), ("--corpus", self.corpus is not None),
+                                           ("--depth", self.depth != DEFAULT_DEPTH), ("--batch-size", self.batch_size is not None))
+                     if on]
+            if given:
+                raise UsageError(f"{', '.join(given)}: does not apply with --chamfer (it scores token vectors exactly)")
+            if self.queries is None:
+                raise UsageError("rerank --chamfer DOC_MULTIVECTORS needs --queries QUERY_MULTIVECTORS")
+            if str(self.chamfer) == "-" and str(self.queries) == "-":
+                raise UsageError("--chamfer and --queries cannot both be stdin ('-')")
+            if str(self.run_input) == "-" and "-" in (str(self.chamfer), str(self.queries)):
+                raise UsageError("the run is read from stdin: give --chamfer and --queries as files")
+            return
         if self.cross_encoder is not None:
             given = [flag for flag, on in (("--vectors", self.vectors is not None), ("--metric", self.metric is not None),
                                            ("--allow-mismatch", self.allow_mismatch)) if on]
@@ -78,6 +93,8 @@ class Rerank(Stage):
             raise InputError("--vectors -: full-precision vectors are read by random access; give a file, not stdin")
 
     def run(self, ctx: Context) -> int:
+        if self.chamfer is not None:
+            return self.run_chamfer(ctx)
         if self.cross_encoder is not None:
             return self.run_cross(ctx)
         path, name = ctx.local_path("vectors")
@@ -87,6 +104,55 @@ class Rerank(Stage):
         refuse_duplicate_pairs(table, "<stdin>" if self.run_input == "-" else self.run_input)
         out, meta = rerank(table, docs, queries, self.k, allow_missing=self.allow_missing, metric=self.metric,
                            on_note=ctx.note, allow_mismatch=self.allow_mismatch, device=ctx.device)
+        with ctx.run_writer(meta, self.tag) as writer:
+            writer.write(out)
+            return int(writer.rows)
+
+    def run_chamfer(self, ctx: Context) -> int:
+        """Rescore every candidate by exact Chamfer similarity of query and document token vectors."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from vecpipe.formats import metadata, sniff
+        from vecpipe.formats.multivectors import iter_multivectors, read_multivectors
+        from vecpipe.index.chamfer import chamfer_scores, missing_pairs
+        from vecpipe.index.rescore import top_k
+
+        table = read_run(self.run_input)
+        refuse_duplicate_pairs(table, "<stdin>" if self.run_input == "-" else self.run_input)
+        qids = table.column("qid").combine_chunks().cast(pa.string())
+        docids = table.column("docid").combine_chunks().cast(pa.string())
+        q_ids, q_flat, q_off, q_meta = read_multivectors(ctx.input("queries"))
+        docs_in = ctx.input("chamfer")
+        doc_name = docs_in.name
+        doc_path = docs_in.local_path()  # a regular file as it is; a stream spooled once (read once per chunk of queries)
+        metas: list[dict[str, Any]] = []
+
+        def open_docs() -> Any:
+            for batch in iter_multivectors(sniff.Input(doc_path), batch_size=1024):
+                if not metas:
+                    metas.append(batch[3])
+                    metadata.check_same_model(q_meta, batch[3], str(self.queries), doc_name,
+                                              "embed queries and documents with one model", self.allow_mismatch)
+                    qdim, ddim = q_flat.shape[1] if q_flat.size else None, batch[1].shape[1] if batch[1].size else None
+                    if qdim and ddim and qdim != ddim:
+                        raise InputError(f"{self.queries}: token vectors of dimension {qdim} but {doc_name} holds {ddim}")
+                yield batch
+
+        progress = ctx.progress
+        progress.start("rerank", total=len(qids), unit="pairs")
+        scores, found = chamfer_scores(qids, docids, (q_ids, q_flat, q_off), open_docs, on_progress=progress.advance)
+        if not found.all():
+            lost_q, lost_d = missing_pairs(qids, docids, found)
+            what = ", ".join(part for part in (f"{lost_q} queries" if lost_q else "", f"{lost_d} documents" if lost_d else "") if part)
+            if not self.allow_missing:
+                raise InputError(f"the run has {what} without token vectors in {self.queries} or {doc_name}; give the token "
+                                 "vectors the run was made from, or --allow-missing to drop those rows")
+            ctx.note(f"dropped {int((~found).sum())} run rows: {what} without token vectors")
+        mask = pa.array(found)
+        out = top_k(pc.filter(qids, mask), pc.filter(docids, mask), scores[found], self.k)
+        model = (metas[0].get("model") if metas else None) or q_meta.get("model")
+        meta = metadata.new("run", k=self.k, rerank={"chamfer": True, "model": model})
         with ctx.run_writer(meta, self.tag) as writer:
             writer.write(out)
             return int(writer.rows)
