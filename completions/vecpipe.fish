@@ -118,7 +118,7 @@ complete -c vecpipe -n '__fish_seen_subcommand_from embed' -l prefix -x -d 'Text
 complete -c vecpipe -n '__fish_seen_subcommand_from embed' -l batch-size -x -d 'Max texts per model batch (default: 32 on the CPU, 256 on a GPU)'
 complete -c vecpipe -n '__fish_seen_subcommand_from embed' -l threads -x -d 'CPU threads (default: all cores)'
 complete -c vecpipe -n '__fish_seen_subcommand_from embed' -l device -x -a 'auto cpu cuda' -d 'Where the work runs: cuda (models on onnxruntime-gpu, exact scans and rescoring on CuPy) or cpu'
-complete -c vecpipe -n '__fish_seen_subcommand_from embed' -l precision -x -a 'fp32 fp16 int8' -d 'A prepared form of the model, built once and cached: on a GPU fp16 (the default) or fp32'
+complete -c vecpipe -n '__fish_seen_subcommand_from embed' -l precision -x -a 'auto fp32 fp16 int8' -d 'The form the model runs in, built once per machine and cached: auto is int8 on the CPU (int8 MatMuls with per-row activation scales, fused attention: vectors within cosine ~0.995 of the model\'s, independent of batching) and fp16 on a GPU'
 complete -c vecpipe -n '__fish_seen_subcommand_from embed' -l id-field -x -d 'JSONL/Parquet field holding the id (default: _id or id)'
 complete -c vecpipe -n '__fish_seen_subcommand_from embed' -l text-field -x -d 'Field holding the text (default: text)'
 complete -c vecpipe -n '__fish_seen_subcommand_from embed' -l title-field -x -d 'Field joined before the text with a space (default: title, when present)'

@@ -81,11 +81,35 @@ def docs_queries(tmp_path):
     return d_path, q_path, docs, q, picks
 
 
+@pytest.fixture(scope="session")
+def shared_graphs(tmp_path_factory, tiny_model_dir) -> Path:  # noqa: F811 - the fixture, by name
+    """One directory of prepared model forms (the CPU's int8 form) for the whole session, with the
+    tiny model's mean-pooled form built up front: a test's first embed does not build it (nor say
+    so on stderr), whatever ran before it."""
+    root = tmp_path_factory.mktemp("vecpipe-graphs-root")
+    saved = os.environ.get("VECPIPE_CACHE_DIR")
+    os.environ["VECPIPE_CACHE_DIR"] = str(root)
+    try:
+        from vecpipe.encode.gpu_graph import cached_graph
+        from vecpipe.encode.model import resolve_model
+
+        cached_graph(resolve_model(str(tiny_model_dir)), "int8", "mean")
+    finally:
+        if saved is None:
+            os.environ.pop("VECPIPE_CACHE_DIR", None)
+        else:
+            os.environ["VECPIPE_CACHE_DIR"] = saved
+    return root / "graphs"
+
+
 @pytest.fixture(autouse=True)
-def _no_color(monkeypatch, tmp_path_factory):
+def _no_color(monkeypatch, tmp_path_factory, shared_graphs):
     monkeypatch.setenv("NO_COLOR", "1")
-    # each test its own embedding cache, never the user's (tests that set VECPIPE_CACHE_DIR keep theirs)
+    # each test its own embedding cache, never the user's (tests that set VECPIPE_CACHE_DIR keep theirs);
+    # prepared model forms are shared by the session
     if "VECPIPE_CACHE_DIR" not in os.environ:
-        monkeypatch.setenv("VECPIPE_CACHE_DIR", str(tmp_path_factory.mktemp("vecpipe-cache")))
+        cache = tmp_path_factory.mktemp("vecpipe-cache")
+        (cache / "graphs").symlink_to(shared_graphs, target_is_directory=True)
+        monkeypatch.setenv("VECPIPE_CACHE_DIR", str(cache))
     monkeypatch.delenv("VECPIPE_DEBUG", raising=False)
     yield

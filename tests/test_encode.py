@@ -34,7 +34,8 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir: Path) -> Encoder:
-    return load_encoder(str(tiny_model_dir), threads=1)
+    """The tiny model as it is (``--precision fp32``): these tests check its numbers exactly."""
+    return load_encoder(str(tiny_model_dir), threads=1, precision="fp32")
 
 
 def cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -187,7 +188,7 @@ def test_long_text_at_position_limit(tmp_path: Path) -> None:
 
 
 def test_prefix_changes_output(tiny_model_dir: Path, tiny: Encoder) -> None:
-    pre = load_encoder(str(tiny_model_dir), prefix="query: ", threads=1)
+    pre = load_encoder(str(tiny_model_dir), prefix="query: ", threads=1, precision="fp32")
     assert pre.info["prefix"] == "query: "
     a = pre.encode(["what is a protein"])
     b = tiny.encode(["what is a protein"])
@@ -205,10 +206,37 @@ def test_normalize_off(tiny_model_dir: Path) -> None:
 
 def test_pooled_2d_output_used_as_is(tmp_path: Path) -> None:
     d = make_tiny_model(tmp_path / "pooled", pooled_output=True)
-    enc = load_encoder(str(d), threads=1)
-    assert enc.dim == 32
-    v = enc.encode(["one text"])
-    assert v.shape == (1, 32)
+    for precision in ("fp32", None):  # the model as it is, and its int8 CPU form (the default)
+        enc = load_encoder(str(d), threads=1, precision=precision)
+        assert enc.dim == 32
+        v = enc.encode(["one text"])
+        assert v.shape == (1, 32)
+    assert enc.info["precision"] == "int8"
+    np.testing.assert_allclose(v, load_encoder(str(d), threads=1, precision="fp32").encode(["one text"]), atol=0.05)
+
+
+def test_cpu_default_is_the_int8_form_batch_independent_and_close(tiny_model_dir: Path) -> None:
+    enc = load_encoder(str(tiny_model_dir), threads=1)
+    assert enc.info["precision"] == "int8" and enc.info["device"] == "cpu"
+    ref = load_encoder(str(tiny_model_dir), threads=1, precision="fp32")
+    assert "precision" not in ref.info
+    whole = enc.encode(TEXTS)
+    one_by_one = np.concatenate([enc.encode([t]) for t in TEXTS])
+    assert cos(whole, one_by_one).min() > 0.99999  # per-row activation scales: a text's vector ignores its batch
+    assert cos(whole, ref.encode(TEXTS)).min() > 0.99
+
+
+def test_cpu_default_falls_back_when_the_int8_form_cannot_be_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vecpipe.encode import gpu_graph
+
+    monkeypatch.setattr(gpu_graph, "INT8_MIN_COSINE", 1.01)  # no form can be that close
+    monkeypatch.setenv("VECPIPE_CACHE_DIR", str(tmp_path / "cache"))  # not the session's prepared forms
+    d = make_tiny_model(tmp_path / "m")
+    notes: list[str] = []
+    enc = load_encoder(str(d), threads=1, on_note=notes.append)
+    assert "precision" not in enc.info and any("runs as it is (fp32)" in n for n in notes)
+    with pytest.raises(ModelError, match="int8 form strays from the model"):
+        load_encoder(str(d), threads=1, precision="int8")
 
 
 def test_softmax_nan_guard_stripped_without_changing_results(tmp_path: Path) -> None:
@@ -217,11 +245,11 @@ def test_softmax_nan_guard_stripped_without_changing_results(tmp_path: Path) -> 
 
     d = make_tiny_model(tmp_path / "guarded", layers=2, nan_guard=True)
     spec = resolve_model(str(d))
-    fast = OnnxEncoder(spec, threads=1)
-    slow = OnnxEncoder(spec, threads=1, rewrite=False)
+    fast = OnnxEncoder(spec, threads=1, precision="fp32")
+    slow = OnnxEncoder(spec, threads=1, rewrite=False, precision="fp32")
     assert fast.rewritten and not slow.rewritten
     np.testing.assert_allclose(fast.encode(TEXTS), slow.encode(TEXTS), atol=1e-6)
-    plain = OnnxEncoder(resolve_model(str(make_tiny_model(tmp_path / "plain"))), threads=1)
+    plain = OnnxEncoder(resolve_model(str(make_tiny_model(tmp_path / "plain"))), threads=1, precision="fp32")
     assert not plain.rewritten  # nothing to strip: loaded as it is
 
 
@@ -243,7 +271,7 @@ def test_missing_directory_and_files(tmp_path: Path) -> None:
 def test_corrupt_model_onnx(tmp_path: Path) -> None:
     d = make_tiny_model(tmp_path / "m")
     (d / "model.onnx").write_bytes(b"this is not an onnx model")
-    with pytest.raises(ModelError, match=r"model\.onnx: onnxruntime cannot load") as err:
+    with pytest.raises(ModelError, match=r"model\.onnx: (onnxruntime cannot load|cannot read) the model") as err:
         load_encoder(str(d))
     assert "\n" not in str(err.value)
 
@@ -288,7 +316,8 @@ def test_default_model_info(default_encoder: Encoder) -> None:
     assert info["name"] == model_mod.DEFAULT_NAME
     assert info["sha256"] == model_mod.DEFAULT_SHA256
     assert info["pooling"] == "mean" and info["max_length"] == 256
-    assert getattr(default_encoder, "rewritten", None) is True
+    assert info["precision"] == "int8" and info["device"] == "cpu"  # the CPU's default form
+    assert getattr(load_encoder(precision="fp32", threads=1), "rewritten", None) is True
 
 
 @needs_default

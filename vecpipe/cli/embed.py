@@ -22,7 +22,7 @@ def embed(
     batch_size: o.EmbedBatch = None,
     threads: o.Threads = None,
     device: o.DeviceOpt = o.Device.auto,
-    precision: o.PrecisionOpt = None,
+    precision: o.PrecisionOpt = o.Precision.auto,
     id_field: o.IdField = None,
     text_field: o.TextField = None,
     title_field: o.TitleField = None,

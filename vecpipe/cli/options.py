@@ -153,15 +153,16 @@ def parse_weights(text: str | None) -> list[float] | None:
 
 
 class Precision(str, Enum):
+    auto = "auto"
     fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
 
 
-PrecisionOpt = Annotated[Precision | None, typer.Option("--precision", help="A prepared form of the model, built once and cached: on a GPU "
-                                                        "fp16 (the default) or fp32; on the CPU int8 (int8 MatMuls, fused attention: "
-                                                        "faster, vectors within cosine ~0.99 of the model's). Without it the CPU runs the "
-                                                        "model as it is.", show_default=False)]
+PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="The form the model runs in, built once per machine and cached: "
+                                                 "auto is int8 on the CPU (int8 MatMuls with per-row activation scales, fused "
+                                                 "attention: vectors within cosine ~0.995 of the model's, independent of batching) "
+                                                 "and fp16 on a GPU; fp32 runs the model as it is on the CPU, its fp32 form on a GPU.")]
 IdField = Annotated[str | None, typer.Option("--id-field", help="JSONL/Parquet field holding the id (default: _id or id).", show_default=False)]
 TextField = Annotated[str | None, typer.Option("--text-field", help="Field holding the text (default: text).", show_default=False)]
 TitleField = Annotated[str | None, typer.Option("--title-field", help="Field joined before the text with a space (default: title, when "

@@ -163,7 +163,7 @@ class OnnxEncoder(Encoder):
     ) -> None:
         if tokens is not None and tokens not in TOKEN_MODES:
             raise UsageError(f"--special-tokens {tokens}: expected one of {', '.join(TOKEN_MODES)}")
-        if tokens is not None and precision is not None:
+        if tokens is not None and precision not in (None, "auto"):
             raise UsageError("--precision: --multi-vector runs the model as it is (the GPU and int8 forms pool inside the graph)")
         if pooling is not None and pooling not in POOLINGS:
             raise UsageError(f"--pooling {pooling}: expected one of {', '.join(POOLINGS)}")
@@ -177,8 +177,10 @@ class OnnxEncoder(Encoder):
                 )
         if batch_size is not None and batch_size < 1:
             raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+        if precision == "auto":
+            precision = None
         if precision is not None and precision not in ("fp32", "fp16", "int8"):
-            raise UsageError(f"--precision {precision}: expected fp32, fp16 or int8")
+            raise UsageError(f"--precision {precision}: expected auto, fp32, fp16 or int8")
         if threads is not None and threads < 1:
             raise UsageError(f"--threads {threads}: must be at least 1")
         if device not in DEVICES:
@@ -201,8 +203,9 @@ class OnnxEncoder(Encoder):
             raise UsageError("--precision fp16 runs on a GPU only (--device cuda); on the CPU vecpipe runs fp32 or int8")
         if precision == "int8" and self.device == "cuda":
             raise UsageError("--precision int8 is the CPU form (--device cpu); on a GPU vecpipe runs fp16 or fp32")
-        #: None for the model as it is (CPU); "fp32"/"fp16" for its GPU form, "int8" for its CPU form (gpu_graph.py)
-        self.precision = (precision or "fp16") if self.device == "cuda" else ("int8" if precision == "int8" else None)
+        #: None for the model as it is (CPU, --precision fp32); "fp32"/"fp16" for its GPU form, "int8" for
+        #: its CPU form (gpu_graph.py), the CPU's default
+        self.precision = (precision or "fp16") if self.device == "cuda" else (None if precision == "fp32" else "int8")
         if tokens is not None:
             self.precision = None
         gpu = self.device == "cuda"
@@ -212,10 +215,20 @@ class OnnxEncoder(Encoder):
         self.prepare_threads = _env_int("VECPIPE_ENCODE_PREPARE_THREADS") or (2 if gpu else 1)
 
         self._tokenizer = self._load_tokenizer(spec.tokenizer_path)
+        graph = None
         if self.precision is not None:
-            from vecpipe.encode.gpu_graph import cached_graph
+            from vecpipe.encode.gpu_graph import FormUnavailable, cached_graph
 
-            graph = cached_graph(spec, self.precision, self.pooling, note=on_note)
+            try:
+                graph = cached_graph(spec, self.precision, self.pooling, note=on_note)
+            except FormUnavailable as exc:
+                if precision is not None or self.device == "cuda":
+                    raise
+                # the CPU's default int8 form cannot be made of this model: run it as it is
+                if on_note:
+                    on_note(f"{spec.name} runs as it is (fp32), not in its int8 CPU form: {exc}")
+                self.precision = None
+        if graph is not None:
             self._session, self.rewritten = open_session(graph, self._providers, self.threads, rewrite=False)
         else:
             self._session, self.rewritten = open_session(

@@ -161,7 +161,7 @@ class Embed(Stage):
     max_length: int | None = rec(None)
     prefix: str = rec("")
     batch_size: int | None = rec(None, omit_default=True)
-    precision: str | None = rec(None, omit_default=True)
+    precision: str = rec("auto")
     fields: Fields = rec(Fields())
     shard: str | None = rec(None)
     skip_bad: bool = rec(False)
@@ -182,7 +182,7 @@ class Embed(Stage):
             raise UsageError(f"--special-tokens {self.special_tokens}: expected one of {', '.join(TOKEN_MODES)}")
         if self.multi_vector and self.shard:
             raise UsageError("--shard: vecpipe merge joins one-vector-per-row shards only; embed a --multi-vector table in one run")
-        if self.multi_vector and (self.pooling is not None or self.precision is not None):
+        if self.multi_vector and (self.pooling is not None or self.precision not in (None, "auto")):
             raise UsageError("--multi-vector keeps one vector per token: --pooling and --precision do not apply")
         if self.no_cache and (self.cache is not None or self.cache_size is not None):
             raise UsageError("--no-cache: --cache and --cache-size do not apply")
@@ -202,10 +202,6 @@ class Embed(Stage):
         if self.no_cache or os.environ.get("VECPIPE_EMBED_CACHE", "").lower() in ("off", "0", "no"):
             return encoder
         if self.multi_vector:  # the cache holds one vector per text
-            return encoder
-        if getattr(encoder, "precision", None) == "int8":
-            ctx.note("the embedding cache is not used with --precision int8: its vectors depend slightly on the batch "
-                     "they are embedded in (activations are quantized per batch)")
             return encoder
         from vecpipe.encode.cache import CachedEncoder, EmbeddingCache, default_dir
 

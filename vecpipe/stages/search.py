@@ -274,8 +274,10 @@ class Search(Stage):
         from vecpipe.encode import load_encoder
 
         model_meta = index.meta.get("model") or {}
+        recorded = model_meta.get("precision")  # queries in the documents' form where one was recorded
+        precision = "int8" if recorded == "int8" else "fp32" if recorded is None and model_meta.get("sha256") else None
         encoder = load_encoder(model=self.model, pooling=model_meta.get("pooling"), max_length=model_meta.get("max_length"),
-                               prefix=self.prefix, threads=self.threads, device=ctx.device)
+                               prefix=self.prefix, threads=self.threads, device=ctx.device, precision=precision)
         want = model_meta.get("sha256")
         if want and encoder.info.get("sha256") != want and not self.allow_mismatch:
             raise InputError(
