@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     _terminate_cleanly()
     _guard_standard_fds()
+    _arrow_without_pandas()
     _progress.install_warning_hook()
     _debug_in_argv = "--debug" in args
     if _debug_in_argv:  # anywhere: after a subcommand's arguments too, whatever the command
@@ -267,6 +268,33 @@ def main(argv: list[str] | None = None) -> None:
     except OSError:
         pass
     sys.exit(code)
+
+
+class _NoPandasForArrow:
+    """A meta-path finder that answers "not installed" when pyarrow (or vecpipe) imports pandas.
+
+    pyarrow imports pandas the first time it converts a Python value (``pa.array``, ``pa.scalar``, a
+    compute call with a Python number), only to ask whether the value is a pandas object: a quarter
+    of a second of a short command's life. vecpipe hands pyarrow no pandas objects. Anyone else
+    (an ir_measures provider) still imports pandas as usual.
+    """
+
+    _OURS = (f"{os.sep}pyarrow{os.sep}", f"{os.sep}vecpipe{os.sep}")
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name != "pandas":
+            return None
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith("<frozen"):
+            frame = frame.f_back  # type: ignore[assignment]
+        if frame is not None and any(part in frame.f_code.co_filename for part in self._OURS):
+            raise ModuleNotFoundError("pandas is not imported for pyarrow by vecpipe", name="pandas")
+        return None
+
+
+def _arrow_without_pandas() -> None:
+    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandasForArrow) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandasForArrow())  # type: ignore[arg-type]
 
 
 def _is_usage_error(exc: BaseException) -> bool:
