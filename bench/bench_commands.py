@@ -12,8 +12,10 @@ every repetition, so both see the same machine state; medians are printed. Sides
 * ``baseline`` (with ``--baseline-root``): the same commands from another checkout, for before/after.
 
 Rows: build-index Flat + search from Parquet; the same from an Arrow file; 1-bit binarize + build +
-search; the search command alone for one query (its fixed cost); ``vecpipe --help``. The finite-value
-check's share of a build is printed beside, measured in-process.
+search; the 1-bit search command alone against a script searching the same codes; the search command
+alone for one query (its fixed cost); ``vecpipe --help`` and a 1-row ``eval`` against the
+``ir_measures`` command line's (``script`` side); ``--hnsw``: an HNSW32 build on every core against
+faiss's. The finite-value check's share of a build is printed beside, measured in-process.
 """
 
 from __future__ import annotations
@@ -74,6 +76,22 @@ pq.write_table(run, sys.argv[3])
 """
 
 
+SCRIPT_BINARY_SEARCH = r"""
+import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq, faiss
+def load(p):
+    t = pq.read_table(p)
+    emb = t.column("embedding").combine_chunks()
+    return t.column("id").combine_chunks(), emb.flatten().to_numpy().reshape(-1, emb.type.list_size)
+ids, codes = load(sys.argv[1])
+qids, q = load(sys.argv[2])
+index = faiss.IndexBinaryFlat(codes.shape[1] * 8); index.add(np.ascontiguousarray(codes))
+d, l = index.search(np.packbits(q > 0, axis=1), 100)
+run = pa.table({"qid": qids.take(pa.array(np.repeat(np.arange(len(q)), 100))), "docid": ids.take(pa.array(l.reshape(-1))),
+                "rank": pa.array(np.tile(np.arange(1, 101, dtype=np.int32), len(q))), "score": pa.array(-d.reshape(-1).astype(np.float32))})
+pq.write_table(run, sys.argv[3])
+"""
+
+
 def timed(commands: list[list[str]], env: dict, cwd: Path) -> float:
     t0 = time.perf_counter()
     for cmd in commands:
@@ -118,6 +136,9 @@ def write_inputs(work: Path, n: int, dim: int, nq: int) -> None:
                            for s in range(0, len(mat), 65536)), schema, work / f"{name}{ext}")
     one = pa.Table.from_batches([vectors_batch(pa.array(["q0"]), q[:1], schema)])
     write_batches(one.to_batches(), schema, work / "one.parquet")
+    (work / "one.trec").write_text("q0 Q0 d0 1 0.9 run\n")
+    (work / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t1\n")
+    (work / "qrels.trec").write_text("q0 0 d0 1\n")
 
 
 def finite_share(work: Path) -> tuple[float, float]:
@@ -155,6 +176,7 @@ def main() -> None:
     (work / "flat.py").write_text(SCRIPT_FLAT)
     (work / "binary.py").write_text(SCRIPT_BINARY)
     (work / "hnsw.py").write_text(SCRIPT_HNSW)
+    (work / "binary-search.py").write_text(SCRIPT_BINARY_SEARCH)
 
     def vp(root: Path) -> tuple[list[str], dict]:
         return [py, "-m", "vecpipe"], dict(os.environ, PYTHONPATH=str(root))
@@ -173,9 +195,12 @@ def main() -> None:
             v + ["binarize", "docs.parquet", "--bits", "1", "-o", "b1.parquet", "--force", "-q"],
             v + ["build-index", "b1.parquet", "--spec", "BFlat", "-o", "b1.vpi", "--force", "-q"],
             v + ["search", "queries.parquet", "--index", "b1.vpi", "-k", "100", "-o", "run-b1.parquet", "--force", "-q"]],
+        "1-bit search command alone": lambda v: [
+            v + ["search", "queries.parquet", "--index", "b1.vpi", "-k", "100", "-o", "run-b1.parquet", "--force", "-q"]],
         "search command alone, 1 query": lambda v: [
             v + ["search", "one.parquet", "--index", "flat.vpi", "-k", "100", "-o", "run1.parquet", "--force", "-q"]],
         "vecpipe --help": lambda v: [v + ["--help"]],
+        "1-row eval": lambda v: [v + ["eval", "one.trec", "--qrels", "qrels.tsv", "-m", "nDCG@10"]],
     }
     if args.hnsw:
         rows["HNSW32 build, every core"] = lambda v: [
@@ -185,6 +210,9 @@ def main() -> None:
         "build-index Flat + search, from Arrow": [[py, "flat.py", "docs.arrow", "queries.arrow", "script-run.parquet"]],
         "1-bit binarize + build + search": [[py, "binary.py", "docs.parquet", "queries.parquet", "script-run.parquet"]],
         "HNSW32 build, every core": [[py, "hnsw.py", "docs.arrow", "script-hnsw.faiss"]],
+        "1-bit search command alone": [[py, "binary-search.py", "b1.parquet", "queries.parquet", "script-run.parquet"]],
+        "vecpipe --help": [[py, "-m", "ir_measures", "--help"]],
+        "1-row eval": [[py, "-m", "ir_measures", "qrels.trec", "one.trec", "nDCG@10"]],
     }
     results: dict[str, dict[str, list[float]]] = {}
     for name, make in rows.items():
@@ -203,7 +231,7 @@ def main() -> None:
         print(f"  {name}: " + ", ".join(f"{s} {statistics.median(v):.3f}s" for s, v in results[name].items()), file=sys.stderr)
     cols = list(sides) + ["script"]
     print(f"\n{args.n:,} x {args.dim} float32 vectors, {args.queries:,} queries, k=100; median of {args.repeat} "
-          f"alternating runs; {os.cpu_count()} CPUs\n")
+          f"alternating runs; {os.cpu_count()} CPUs; script side of --help and eval: the ir_measures command line\n")
     header = "| what | " + " | ".join(f"{c} s" for c in cols) + " | vecpipe / script |" + (" vecpipe / baseline |" if args.baseline_root else "")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
