@@ -19,7 +19,8 @@ The steps:
    > 0.9999 per row); a fusion that does not reproduce the model is dropped, not shipped.
 5. **fp16** (``precision="fp16"``): onnxruntime's float16 converter, inputs and outputs kept.
 6. **Pool** inside the graph (mean over the mask, CLS or max) in fp32, so only ``[batch, dim]``
-   leaves the GPU: output ``sentence_embedding``.
+   leaves the GPU: output ``sentence_embedding``. (The int8 CPU form, :func:`quantize_int8`, keeps
+   the hidden states as its output and is pooled by the encoder, bit-exactly whatever the batch.)
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from vecpipe.encode.model import ModelSpec, cache_root
 from vecpipe.errors import ModelError
 
 PRECISIONS = ("fp32", "fp16", "int8")
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 OUTPUT = "sentence_embedding"
 _MS = "com.microsoft"
 
@@ -79,6 +80,7 @@ def cached_graph(spec: ModelSpec, precision: str, pooling: str, note: Any = None
             pass
         if note:
             note(f"the cached graph {path} is damaged; rebuilding it")
+        note = None  # said once
     where = "CPU" if precision == "int8" else "GPU"
     data = build_graph(spec, precision, pooling,
                        on_start=lambda: note and note(f"building the {precision} {where} form of {spec.name} (once; cached in {path.parent})"))
@@ -134,6 +136,9 @@ def build_graph(spec: ModelSpec, precision: str, pooling: str, check: bool = Tru
             if worst < INT8_MIN_COSINE:
                 raise FormUnavailable(f"its int8 form strays from the model (cosine {worst:.4f} on a probe batch, "
                                       f"below {INT8_MIN_COSINE})")
+        # pooled by the encoder, as for the model as it is: onnxruntime's ReduceSum over the padded
+        # axis groups its terms by the padded length, so a text's vector would depend on its batch
+        return fused.SerializeToString()
     add_pooling(fused, pooling)
     return fused.SerializeToString()
 

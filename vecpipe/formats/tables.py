@@ -75,8 +75,11 @@ class TableSink(Sink):
             if not _regular_or_new(dest):  # a FIFO or a device: no seeking, so count the position ourselves
                 self._stream = _Sequential(open(dest, "wb", buffering=0))
                 where = pa.PythonFile(self._stream, mode="w")
-            if fmt == PARQUET:  # opened at the first batch, whose vectors decide their columns' compression
-                self._where, self._compression, self._writer = where, compression, None
+            if fmt == PARQUET:
+                self._writer = pq.ParquetWriter(
+                    where, schema, compression=parquet_compression(schema, compression), write_statistics=False,
+                    store_schema=True, write_page_checksum=True,
+                )
             else:
                 self._writer = ipc.new_file(where, schema)
 
@@ -87,17 +90,9 @@ class TableSink(Sink):
         else:
             self._write_batch(batch)
 
-    def _open_parquet(self, first: pa.RecordBatch | None) -> None:
-        self._writer = pq.ParquetWriter(
-            self._where, self.schema, compression=parquet_compression(self.schema, first, self._compression),
-            write_statistics=False, store_schema=True, write_page_checksum=True,
-        )
-
     def _write_batch(self, batch: pa.RecordBatch, custom_metadata: dict[str, str] | None = None) -> None:
         if batch.schema != self.schema:
             batch = pa.RecordBatch.from_arrays(batch.columns, schema=self.schema)
-        if self._writer is None:
-            self._open_parquet(batch)
         if custom_metadata and self.format == ARROW:
             self._writer.write_batch(batch, custom_metadata=custom_metadata)
         else:
@@ -115,11 +110,8 @@ class TableSink(Sink):
             self._write_batch(batch, custom_metadata)
 
     _stream: _Sequential | None = None
-    _writer: Any = None
 
     def close(self) -> None:
-        if self._writer is None:
-            self._open_parquet(None)
         self._writer.close()
         if self._stream is not None:
             self._stream.close()
@@ -128,43 +120,29 @@ class TableSink(Sink):
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
-            if self._writer is not None:
-                self._writer.close()
+            self._writer.close()
         if self._stream is not None:
             with contextlib.suppress(Exception):
                 self._stream.close()
 
 
-#: A Parquet column of vectors (a list of numbers per row) is stored zstd-compressed only when a
-#: sample of its first batch shrinks below this share. Float embeddings shrink by about 7%: stored
-#: plain, they decode in half the time (``bench/bench_commands.py``); codes that do compress keep zstd.
-COMPRESS_BELOW = 0.9
-_SAMPLE_BYTES = 1 << 20
-
-
-def parquet_compression(schema: pa.Schema, first: pa.RecordBatch | None, codec: str) -> str | dict[str, str]:
-    """Parquet compression per column: ``codec`` everywhere, except vector columns that do not pay."""
-    if first is None or codec == "none":
+def parquet_compression(schema: pa.Schema, codec: str) -> str | dict[str, str]:
+    """Parquet compression per column: ``codec``, except columns of float vectors (a list of floats
+    per row), stored plain. Float embeddings shrink by about 7% under zstd (14% with byte-stream
+    split) and decode at half the speed, so a table of them reads faster plain
+    (``bench/bench_commands.py``); codes, ids and text keep ``codec``. Decided by the schema alone,
+    so a resumed or merged table is byte-identical to one written at once."""
+    if codec == "none":
         return codec
-    import zstandard
+    def is_list(t: pa.DataType) -> bool:
+        return pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)
 
     chosen: dict[str, str] = {}
-    for i, field in enumerate(schema):
-        chosen[field.name] = codec
-        t = field.type
-        if not (pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)):
-            continue
-        if not (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
-            continue
-        values = first.column(i).flatten()
-        width = t.value_type.bit_width // 8
-        sample = values.slice(0, max(1, _SAMPLE_BYTES // width))
-        buf = sample.buffers()[1]
-        if buf is None or sample.null_count:
-            continue
-        raw = memoryview(buf)[sample.offset * width:(sample.offset + len(sample)) * width]
-        if len(raw) >= 4096 and len(zstandard.ZstdCompressor(level=1).compress(raw)) >= COMPRESS_BELOW * len(raw):
-            chosen[field.name] = "none"
+    for field in schema:
+        t, vector = field.type, False
+        while is_list(t):  # a vector, or a list of vectors (multi-vector tables)
+            t, vector = t.value_type, True
+        chosen[field.name] = "none" if vector and pa.types.is_floating(t) else codec
     return chosen
 
 
