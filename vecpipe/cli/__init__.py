@@ -294,7 +294,7 @@ class _NoPandasForArrow:
 
 def _arrow_without_pandas() -> None:
     if "pandas" not in sys.modules and not any(isinstance(f, _NoPandasForArrow) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoPandasForArrow())  # type: ignore[arg-type]
+        sys.meta_path.insert(0, _NoPandasForArrow())
 
 
 def _is_usage_error(exc: BaseException) -> bool:
