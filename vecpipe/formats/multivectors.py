@@ -24,7 +24,7 @@ import pyarrow as pa
 from vecpipe.errors import InputError
 from vecpipe.formats import metadata, sniff
 from vecpipe.formats.records import CORRUPT, _first_line, open_arrow_batches
-from vecpipe.formats.vectors import UniqueIds, _first_id, check_finite, check_ids, embedding_column, id_column
+from vecpipe.formats.vectors import UniqueIds, _first_id, check_finite, check_ids, embedding_column, id_column, numeric_values
 
 KIND = "multivectors"
 #: What a multi-vector input may be, for refusals.
@@ -98,12 +98,7 @@ def _batch_tokens(col: pa.Array | pa.ChunkedArray, name: str, dim: int | None, i
         raise InputError(f"{name}: token vectors have dimension 0; every vector needs at least one value")
     if dim is not None and len(tokens) and w != dim:
         raise InputError(f"{name}: token vectors have dimension {w}, expected {dim}")
-    if values.null_count:
-        bad = np.flatnonzero(np.asarray(values.is_null())) // max(w, 1)
-        raise InputError(f"{name}: {_first_id(ids, row_of[bad], row0)} has a null value in {column}; every value must be a number")
-    arr = values.to_numpy(zero_copy_only=False)
-    if arr.dtype.kind not in "fiu":
-        raise InputError(f"{name}: {column} values have type {values.type}, expected numbers")
+    arr = numeric_values(values, w, name, ids, row0, column, row_of)
     flat = np.ascontiguousarray(arr.reshape(len(tokens), w if len(tokens) else (dim or 0)), dtype=np.float32)
     if len(flat):
         try:

@@ -153,15 +153,23 @@ def batch_matrix(col: pa.Array | pa.ChunkedArray, name: str, width: int | None, 
         raise InputError(f"{name}: {column} vectors have dimension 0; every vector needs at least one value")
     if width is not None and n and w != width:
         raise InputError(f"{name}: embedding width changes from {width} to {w} inside the file")
+    mat = numeric_values(values, w, name, ids, row0, column).reshape(n, w)
+    check_finite(mat, name, ids, row0, column)
+    return mat
+
+
+def numeric_values(values: pa.Array, width: int, name: str, ids: pa.Array | None, row0: int, column: str,
+                   row_of: np.ndarray | None = None) -> np.ndarray:
+    """The flat values of a column of vectors as NumPy; nulls and non-numbers are refused naming the
+    first offending row (``row_of``: the row of each vector, where a row holds several)."""
     if values.null_count:
-        rows = np.flatnonzero(np.asarray(values.is_null())) // max(w, 1)
+        vectors = np.flatnonzero(np.asarray(values.is_null())) // max(width, 1)
+        rows = vectors if row_of is None else row_of[vectors]
         raise InputError(f"{name}: {_first_id(ids, rows, row0)} has a null value in {column}; every value must be a number")
     arr = values.to_numpy(zero_copy_only=False)
     if arr.dtype.kind not in "fiu":
         raise InputError(f"{name}: {column} values have type {values.type}, expected numbers")
-    mat = arr.reshape(n, w)
-    check_finite(mat, name, ids, row0, column)
-    return mat
+    return arr
 
 
 def check_finite(mat: np.ndarray, name: str, ids: pa.Array | None = None, row0: int = 0, column: str = "embedding") -> None:
