@@ -159,10 +159,11 @@ def quantize_int8(model: Any) -> None:
     Rows are quantized once per tensor and shared (the query, key and value projections read the
     same input). Both sides are stored as uint8 around a zero point of 128: onnxruntime's u8s8 AVX2
     kernel sums pairs of products in saturating 16-bit lanes, which costs accuracy (mean cosine to
-    the model 0.9968 against 0.9982), while its u8u8 kernel does not saturate (and runs 15% slower on
-    an AVX2 machine without VNNI). (``MatMulIntegerToFloat``, which scales as it writes floats, was
-    13% faster but moved SciFact's nDCG@10 by -0.003 through rounding: not taken.)
+    the model 0.9968 against 0.9982), while its u8u8 kernel does not saturate (and is somewhat slower
+    on an AVX2 machine without VNNI). ``MatMulIntegerToFloat``, which scales as it writes floats, was
+    tried and not taken: its rounding moved SciFact's nDCG@10 by -0.003.
     """
+
     from onnx import TensorProto, helper, numpy_helper
 
     g = model.graph

@@ -164,7 +164,7 @@ class OnnxEncoder(Encoder):
         if tokens is not None and tokens not in TOKEN_MODES:
             raise UsageError(f"--special-tokens {tokens}: expected one of {', '.join(TOKEN_MODES)}")
         if tokens is not None and precision not in (None, "auto"):
-            raise UsageError("--precision: --multi-vector runs the model as it is (the GPU and int8 forms pool inside the graph)")
+            raise UsageError("--precision: --multi-vector runs the model as it is (its prepared forms are for pooled vectors)")
         if pooling is not None and pooling not in POOLINGS:
             raise UsageError(f"--pooling {pooling}: expected one of {', '.join(POOLINGS)}")
         if max_length is not None:
@@ -295,7 +295,7 @@ class OnnxEncoder(Encoder):
         if self.tokens is not None:  # one vector per token: the pooling is not applied
             info["pooling"] = None
             info["tokens"] = self.tokens
-        if self.precision is not None:  # the GPU form: vectors equal the CPU's within fp16 rounding
+        if self.precision is not None:  # a prepared form (GPU fp16/fp32, CPU int8): recorded with the vectors
             info["precision"] = self.precision
             info["device"] = self.device
         return info
