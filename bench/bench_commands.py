@@ -59,36 +59,36 @@ index.add(x)
 faiss.write_index(index, sys.argv[2])
 """
 
-SCRIPT_BINARY = r"""
+LOAD_PARQUET = r"""
 import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq, faiss
 def load(p):
     t = pq.read_table(p)
     emb = t.column("embedding").combine_chunks()
     return t.column("id").combine_chunks(), emb.flatten().to_numpy().reshape(-1, emb.type.list_size)
+def write_run(qids, ids, scores, labels, path):
+    k = labels.shape[1]
+    pq.write_table(pa.table({"qid": qids.take(pa.array(np.repeat(np.arange(len(labels)), k))),
+                             "docid": ids.take(pa.array(labels.reshape(-1))),
+                             "rank": pa.array(np.tile(np.arange(1, k + 1, dtype=np.int32), len(labels))),
+                             "score": pa.array(scores.reshape(-1))}), path)
+"""
+
+SCRIPT_BINARY = LOAD_PARQUET + r"""
 ids, x = load(sys.argv[1])
 qids, q = load(sys.argv[2])
 codes, qcodes = np.packbits(x > 0, axis=1), np.packbits(q > 0, axis=1)
 index = faiss.IndexBinaryFlat(codes.shape[1] * 8); index.add(codes)
 d, l = index.search(qcodes, 100)
-run = pa.table({"qid": qids.take(pa.array(np.repeat(np.arange(len(q)), 100))), "docid": ids.take(pa.array(l.reshape(-1))),
-                "rank": pa.array(np.tile(np.arange(1, 101, dtype=np.int32), len(q))), "score": pa.array(-d.reshape(-1).astype(np.float32))})
-pq.write_table(run, sys.argv[3])
+write_run(qids, ids, -d.astype(np.float32), l, sys.argv[3])
 """
 
 
-SCRIPT_BINARY_SEARCH = r"""
-import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq, faiss
-def load(p):
-    t = pq.read_table(p)
-    emb = t.column("embedding").combine_chunks()
-    return t.column("id").combine_chunks(), emb.flatten().to_numpy().reshape(-1, emb.type.list_size)
+SCRIPT_BINARY_SEARCH = LOAD_PARQUET + r"""
 ids, codes = load(sys.argv[1])
 qids, q = load(sys.argv[2])
 index = faiss.IndexBinaryFlat(codes.shape[1] * 8); index.add(np.ascontiguousarray(codes))
 d, l = index.search(np.packbits(q > 0, axis=1), 100)
-run = pa.table({"qid": qids.take(pa.array(np.repeat(np.arange(len(q)), 100))), "docid": ids.take(pa.array(l.reshape(-1))),
-                "rank": pa.array(np.tile(np.arange(1, 101, dtype=np.int32), len(q))), "score": pa.array(-d.reshape(-1).astype(np.float32))})
-pq.write_table(run, sys.argv[3])
+write_run(qids, ids, -d.astype(np.float32), l, sys.argv[3])
 """
 
 

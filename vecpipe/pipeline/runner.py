@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ def opt(default: Any = None) -> Any:
 
 
 @dataclass
-class Stage:
+class Stage(ABC):
     """Base of every stage. Subclasses are dataclasses that declare ``output`` among their fields."""
 
     name: ClassVar[str] = ""
@@ -89,7 +90,7 @@ class Stage:
             return dataclasses.asdict(value)
         return value
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - a hook: stages with no usage checks keep it empty
         """Usage checks before any work (raise :class:`~vecpipe.errors.UsageError`)."""
 
     def skippable(self) -> bool:
@@ -104,8 +105,9 @@ class Stage:
         """The manifest of this run (``None`` when an input is a stream)."""
         return manifests.build_manifest(self.name, self.inputs(), self.params())
 
+    @abstractmethod
     def run(self, ctx: Context) -> Any:
-        raise NotImplementedError
+        """The stage's work, given its context (inputs, output target, notes); returns its summary."""
 
 
 # ------------------------------------------------------------------------------------ the runner
