@@ -145,7 +145,8 @@ def bench_embed(data: Path, work: Path, reps: int, state: dict) -> None:
     for i in range(0, len(texts), 16384):
         tok.encode_batch(texts[i : i + 16384])
     t = time.perf_counter() - t
-    row("embed", f"  tokenizing alone ({os.cpu_count()} cores), {len(texts):,} passages", fmt(len(texts) / t), "docs/s")
+    pool = os.environ.get("RAYON_NUM_THREADS", os.cpu_count())
+    row("embed", f"  tokenizing alone ({pool} threads of {os.cpu_count()} cores), {len(texts):,} passages", fmt(len(texts) / t), "docs/s")
     enc = load_encoder(device="cuda")
     list(enc.encode_batches([texts[:4096]]))
     t = time.perf_counter()
@@ -187,9 +188,13 @@ def bench_embed(data: Path, work: Path, reps: int, state: dict) -> None:
     torch.cuda.empty_cache()
 
 
-# -- 1b. where the embed time goes (tuning the prepare side) -------------------------------------------
+# -- 1b. where the embed time goes (tuning the run and prepare sides) ----------------------------------
 
-PAIRS = ((2, 16384), (1, 16384), (2, 4096), (4, 4096), (8, 2048))
+#: in-process (runner threads, thread switch interval in seconds; None: the interpreter's 5 ms)
+CONFIGS = ((1, None), (2, None), (1, 0.0005), (2, 0.0005))
+#: the CLI end to end beside the default: environment variants
+CLI_VARIANTS = ({"VECPIPE_ENCODE_RUNNERS": "1"}, {"RAYON_NUM_THREADS": str(os.cpu_count())},
+                {"RAYON_NUM_THREADS": str(max(1, (os.cpu_count() or 2) - 4))})
 
 
 def _timed(enc, timers: dict) -> None:
@@ -211,52 +216,73 @@ def _timed(enc, timers: dict) -> None:
 
 
 def bench_embedprof(data: Path, work: Path, reps: int, state: dict) -> None:
-    """In-process: the encoder with several (prepare threads, window) pairs, the model's runs and the
-    preparation (tokenize, pad; summed over threads) timed apart; the model alone on one window's real
-    batches; then the CLI end to end with the default pair and the best two others
-    (VECPIPE_ENCODE_PREPARE_THREADS, VECPIPE_ENCODE_WINDOW)."""
-    from vecpipe.encode import load_encoder
+    """In-process: the encoder (its default window and prepare threads) with one or two runner
+    threads and the default or a short thread switch interval, the model's runs and the preparation
+    (tokenize, pad; summed over threads) timed apart; the model alone on one window's real batches,
+    one and two threads at once; then the CLI end to end with environment variants beside the default
+    (the embed section's CLI row)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vecpipe.encode import load_encoder, onnx
 
     docs = read_corpus(data)
     copies = min(reps, 10)
     texts = [doc_text(d) for d in docs] * copies
     tokens = token_count([doc_text(d) for d in docs]) * copies
-    rates = {}
-    for threads, window in PAIRS:
-        enc = load_encoder(device="cuda", window=window)
-        enc.prepare_threads = threads
-        if (threads, window) == PAIRS[0]:
-            win = enc._prepare([16384], texts[:16384])
-            for b in win.batches[:3]:
-                enc._run(b.feed)
-            t0 = time.perf_counter()
-            for b in win.batches:
-                enc._run(b.feed)
-            t0 = time.perf_counter() - t0
-            n_tok = sum(b.n_tokens for b in win.batches)
-            row("embedprof", f"model alone on one window's real batches ({len(win.batches)} batches)", fmt(16384 / t0), "docs/s",
-                other=f"{n_tok / t0 / 1e6:.2f}M tokens/s")
-        timers = {"run": 0.0, "prepare": 0.0}
-        _timed(enc, timers)
-        list(enc.encode_batches([texts[:2048]]))
-        timers.update(run=0.0, prepare=0.0)
-        t = time.perf_counter()
-        for _ in enc.encode_batches(texts[i : i + 4096] for i in range(0, len(texts), 4096)):
-            pass
-        t = time.perf_counter() - t
-        rates[(threads, window)] = len(texts) / t
-        row("embedprof", f"in-process, {threads} prepare threads, window {window}", fmt(len(texts) / t), "docs/s",
-            other=f"{tokens / t / 1e6:.2f}M tokens/s; model {timers['run']:.2f} s, prepare {timers['prepare']:.2f} s of {t:.2f} s")
+    enc = load_encoder(device="cuda")
+    print(f"   RAYON_NUM_THREADS in this process: {os.environ.get('RAYON_NUM_THREADS')} of {os.cpu_count()} cores", flush=True)
+    win = enc._prepare([16384], texts[:16384])
+    n_tok = sum(b.n_tokens for b in win.batches)
+    for b in win.batches[:3]:
+        enc._run(b.feed)
+    for label in ("first pass", "second pass"):
+        t0 = time.perf_counter()
+        for b in win.batches:
+            enc._run(b.feed)
+        t0 = time.perf_counter() - t0
+        row("embedprof", f"model alone on one window's real batches ({len(win.batches)} batches), {label}", fmt(16384 / t0), "docs/s",
+            other=f"{n_tok / t0 / 1e6:.2f}M tokens/s")
+    with ThreadPoolExecutor(2) as pool:
+        t0 = time.perf_counter()
+        list(pool.map(lambda b: enc._run(b.feed), win.batches))
+        t0 = time.perf_counter() - t0
+    row("embedprof", "model alone on the same batches, two threads running at once", fmt(16384 / t0), "docs/s",
+        other=f"{n_tok / t0 / 1e6:.2f}M tokens/s")
+    default_switch = onnx.GPU_SWITCH_INTERVAL
+    try:
+        for runners, switch in CONFIGS:
+            onnx.GPU_SWITCH_INTERVAL = switch
+            enc.runners = runners
+            timers = {"run": 0.0, "prepare": 0.0}
+            _timed(enc, timers)
+            list(enc.encode_batches([texts[:2048]]))
+            timers.update(run=0.0, prepare=0.0)
+            t = time.perf_counter()
+            for _ in enc.encode_batches(texts[i : i + 4096] for i in range(0, len(texts), 4096)):
+                pass
+            t = time.perf_counter() - t
+            del enc._run, enc._prepare  # back to the methods
+            what = f"{runners} runner threads, switch interval {switch or 'default'}, {enc.prepare_threads} prepare threads, window {enc.window}"
+            row("embedprof", f"in-process, {what}",
+                fmt(len(texts) / t), "docs/s",
+                other=f"{tokens / t / 1e6:.2f}M tokens/s; model {timers['run']:.2f} s (summed), prepare {timers['prepare']:.2f} s of {t:.2f} s")
+    finally:
+        onnx.GPU_SWITCH_INTERVAL = default_switch
         enc.close()
     big, n, big_tokens, _ = write_big(docs, work, reps)
-    others = [p for p in sorted(rates, key=rates.get, reverse=True) if p != PAIRS[0]][:2]
-    for pair in [PAIRS[0], *others]:
-        os.environ["VECPIPE_ENCODE_PREPARE_THREADS"], os.environ["VECPIPE_ENCODE_WINDOW"] = str(pair[0]), str(pair[1])
+    for i, env in enumerate(CLI_VARIANTS):
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
-            t, _ = cli("embed", str(big), "--device", "cuda", "-o", str(work / f"big-{pair[0]}-{pair[1]}.parquet"), "-q")
+            t, _ = cli("embed", str(big), "--device", "cuda", "-o", str(work / f"big-variant{i}.parquet"), "-q")
         finally:
-            del os.environ["VECPIPE_ENCODE_PREPARE_THREADS"], os.environ["VECPIPE_ENCODE_WINDOW"]
-        row("embedprof", f"vecpipe embed --device cuda, CLI end to end, {n:,} passages, {pair[0]} prepare threads, window {pair[1]}",
+            for k, v in old.items():
+                if v is None:
+                    del os.environ[k]
+                else:
+                    os.environ[k] = v
+        what = " ".join(f"{k}={v}" for k, v in env.items())
+        row("embedprof", f"vecpipe embed --device cuda, CLI end to end, {n:,} passages, {what}",
             fmt(n / t), "docs/s", other=f"{big_tokens / t / 1e6:.2f}M tokens/s")
 
 
@@ -496,6 +522,11 @@ def main() -> None:
     cli("inspect", "--system")
     state: dict = {}
     only = set(args.only.split(","))
+    # as `vecpipe embed --device cuda` does: the tokenizer's pool leaves two cores to the GPU's feeders
+    # (set before this process tokenizes anything, so the in-process figures use the same pool)
+    from vecpipe.encode.onnx import GPU_SPARE_CORES, cpu_count
+
+    os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, cpu_count() - GPU_SPARE_CORES)))
     with tempfile.TemporaryDirectory(prefix="vecpipe-gpu-bench-") as tmp:
         work = Path(tmp)
         if "embed" in only:

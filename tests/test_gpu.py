@@ -439,6 +439,41 @@ def test_two_prepare_threads_keep_input_order(tiny_model_dir):
     np.testing.assert_array_equal(one, two)
 
 
+def test_two_runners_keep_input_order_and_progress(tiny_model_dir, monkeypatch):
+    """On a GPU two threads run batches at once, the next window queued before the last is
+    collected; vectors, their order and the progress counts are those of one runner, and a failing
+    batch stops the run with the model's one-line error."""
+    from vecpipe.encode import load_encoder
+    from vecpipe.errors import ModelError
+
+    texts = [f"text number {i} " + "word " * (i % 37) for i in range(700)]
+    lists = [texts[i : i + 50] for i in range(0, 700, 50)]
+    enc = load_encoder(str(tiny_model_dir), device="cpu", window=64, batch_size=8)
+    assert enc.runners == 1
+    seen: list[tuple[int, int]] = []
+    one = list(enc.encode_batches(lists, on_progress=lambda n, t: seen.append((n, t))))
+    enc.runners = 2
+    seen2: list[tuple[int, int]] = []
+    two = list(enc.encode_batches(lists, on_progress=lambda n, t: seen2.append((n, t))))
+    assert [len(x) for x in two] == [len(x) for x in one] == [50] * 14
+    np.testing.assert_array_equal(np.concatenate(one), np.concatenate(two))
+    assert seen2 == seen and seen[-1][0] == 700
+    calls = [0]
+    real = enc._run
+
+    def flaky(feed):
+        calls[0] += 1
+        if calls[0] == 30:
+            raise ModelError("model.onnx: inference failed: out of memory")
+        return real(feed)
+
+    monkeypatch.setattr(enc, "_run", flaky)
+    with pytest.raises(ModelError, match="out of memory"):
+        list(enc.encode_batches(lists))
+    monkeypatch.setenv("VECPIPE_ENCODE_RUNNERS", "3")
+    assert load_encoder(str(tiny_model_dir), device="cpu").runners == 3
+
+
 def test_window_and_prepare_threads_from_the_environment(cli, tmp_path, tiny_model_dir, monkeypatch):
     from vecpipe.encode import load_encoder
     from vecpipe.errors import UsageError

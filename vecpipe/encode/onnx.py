@@ -23,6 +23,7 @@ import collections
 import os
 import queue
 import re
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,16 @@ DEFAULT_BATCH_SIZE = 32
 GPU_WINDOW = 4096
 GPU_MAX_BATCH_TOKENS = 65536
 GPU_BATCH_SIZE = 256
+#: On a GPU: batches run by two threads at once (onnxruntime sessions take concurrent runs), so the
+#: GPU has the next batch queued while the other thread takes the GIL back and stores its result.
+GPU_RUNNERS = 2
+#: On a GPU: cores left out of the tokenizer's thread pool (RAYON_NUM_THREADS, when the user has not
+#: set it) for the threads that read, launch the model's kernels and write: a tokenizer on every core
+#: delays the launches and the GPU waits.
+GPU_SPARE_CORES = 2
+#: On a GPU: the interpreter's thread switch interval (seconds) while batches run, so a runner whose
+#: batch is done gets the GIL back from the preparing threads sooner than the default 5 ms.
+GPU_SWITCH_INTERVAL = 0.0005
 
 
 def _env_int(name: str) -> int | None:
@@ -213,6 +224,11 @@ class OnnxEncoder(Encoder):
         self.max_batch_tokens = int(max_batch_tokens or (GPU_MAX_BATCH_TOKENS if gpu else DEFAULT_MAX_BATCH_TOKENS))
         self.window = int(window or _env_int("VECPIPE_ENCODE_WINDOW") or max(GPU_WINDOW if gpu else DEFAULT_WINDOW, self.batch_size))
         self.prepare_threads = _env_int("VECPIPE_ENCODE_PREPARE_THREADS") or (2 if gpu else 1)
+        #: threads running batches at once (pooled vectors only; token vectors run one at a time)
+        self.runners = _env_int("VECPIPE_ENCODE_RUNNERS") or (GPU_RUNNERS if gpu else 1)
+        if gpu and "RAYON_NUM_THREADS" not in os.environ and cpu_count() > GPU_SPARE_CORES + 1:
+            # read by the tokenizer when its pool starts (the first batch encoded in this process)
+            os.environ["RAYON_NUM_THREADS"] = str(cpu_count() - GPU_SPARE_CORES)
 
         self._tokenizer = self._load_tokenizer(spec.tokenizer_path)
         graph = None
@@ -359,8 +375,36 @@ class OnnxEncoder(Encoder):
 
         worker = threading.Thread(target=produce, name="vecpipe-tokenize", daemon=True)
         worker.start()
-        texts_done = 0
-        tokens_done = 0
+        runners = None
+        if self.runners > 1 and not self.tokens:
+            from concurrent.futures import ThreadPoolExecutor
+
+            runners = ThreadPoolExecutor(max_workers=self.runners, thread_name_prefix="vecpipe-run")
+        switch = sys.getswitchinterval()
+        if self.device == "cuda" and GPU_SWITCH_INTERVAL:
+            sys.setswitchinterval(min(switch, GPU_SWITCH_INTERVAL))
+        # windows whose batches are running: (window, its output, one future per batch or None)
+        running: collections.deque[tuple[_Window, Any, list[Any] | None]] = collections.deque()
+        progress = [0, 0]  # texts, tokens done
+
+        def finish(window: _Window, out: Any, futures: list[Any] | None) -> Iterator[np.ndarray]:
+            for i, b in enumerate(window.batches):
+                if futures is not None:
+                    out[b.rows] = futures[i].result()
+                elif self.tokens:
+                    for r, vecs in zip(b.rows, self._embed_tokens(b)):
+                        out[r] = vecs
+                else:
+                    out[b.rows] = self._embed(b)
+                progress[0] += len(b.rows)
+                progress[1] += b.n_tokens
+                if on_progress is not None:
+                    on_progress(progress[0], progress[1])
+            start = 0
+            for n in window.sizes:
+                yield out[start : start + n].copy() if len(window.sizes) > 1 else out
+                start += n
+
         try:
             while True:
                 item = jobs.get()
@@ -370,22 +414,19 @@ class OnnxEncoder(Encoder):
                     raise item
                 window: _Window = item
                 out: Any = [None] * window.n_texts if self.tokens else np.empty((window.n_texts, self._dim), dtype=np.float32)
-                for b in window.batches:
-                    if self.tokens:
-                        for r, vecs in zip(b.rows, self._embed_tokens(b)):
-                            out[r] = vecs
-                    else:
-                        out[b.rows] = self._embed(b)
-                    texts_done += len(b.rows)
-                    tokens_done += b.n_tokens
-                    if on_progress is not None:
-                        on_progress(texts_done, tokens_done)
-                start = 0
-                for n in window.sizes:
-                    yield out[start : start + n].copy() if len(window.sizes) > 1 else out
-                    start += n
+                futures = [runners.submit(self._embed, b) for b in window.batches] if runners is not None else None
+                running.append((window, out, futures))
+                # with runners, the next window's batches are queued before this one is collected,
+                # so the GPU does not wait at a window's end
+                while len(running) > (1 if runners is not None else 0):
+                    yield from finish(*running.popleft())
+            while running:
+                yield from finish(*running.popleft())
         finally:
             stop.set()
+            if runners is not None:
+                runners.shutdown(wait=True, cancel_futures=True)
+            sys.setswitchinterval(switch)
             try:
                 while True:
                     jobs.get_nowait()
