@@ -474,6 +474,28 @@ def test_two_runners_keep_input_order_and_progress(tiny_model_dir, monkeypatch):
     assert load_encoder(str(tiny_model_dir), device="cpu").runners == 3
 
 
+def test_batch_widths_padded_to_a_multiple(tiny_model_dir, monkeypatch):
+    """On a GPU batch widths are padded up to a multiple of 32 tokens (never past the maximum
+    length): fewer shapes for onnxruntime, the same vectors."""
+    from vecpipe.encode import load_encoder
+
+    texts = [f"text number {i} " + "word " * (i % 45) for i in range(300)]
+    enc = load_encoder(str(tiny_model_dir), device="cpu", max_length=40, batch_size=16)
+    assert enc.width_multiple == 1
+    plain = np.concatenate(list(enc.encode_batches([texts])))
+    widths = {b.mask.shape[1] for b in enc._prepare([300], texts).batches}
+    assert any(w % 32 for w in widths)
+    enc.width_multiple = 32
+    padded_window = enc._prepare([300], texts)
+    widths = {b.mask.shape[1] for b in padded_window.batches}
+    assert widths <= {32, 40}, widths  # 40: the maximum length, not rounded past it
+    assert all(b.mask[:, : max(1, int(b.mask.sum(1).max()))].any() for b in padded_window.batches)
+    padded = np.concatenate(list(enc.encode_batches([texts])))
+    np.testing.assert_allclose(plain, padded, atol=1e-5)
+    monkeypatch.setenv("VECPIPE_ENCODE_WIDTH_MULTIPLE", "8")
+    assert load_encoder(str(tiny_model_dir), device="cpu").width_multiple == 8
+
+
 def test_window_and_prepare_threads_from_the_environment(cli, tmp_path, tiny_model_dir, monkeypatch):
     from vecpipe.encode import load_encoder
     from vecpipe.errors import UsageError

@@ -49,6 +49,11 @@ DEFAULT_BATCH_SIZE = 32
 GPU_WINDOW = 4096
 GPU_MAX_BATCH_TOKENS = 65536
 GPU_BATCH_SIZE = 256
+#: On a GPU: batch widths padded up to a multiple of this many tokens. Each new input shape costs
+#: onnxruntime's CUDA provider about 20 ms (bench/results/gpu-h200-run6.log: a window's batches ran at
+#: 2.15M tokens/s the first time, 8.93M the second), and a corpus's batches otherwise come in every
+#: width up to the maximum length; padding costs a few percent of compute.
+GPU_WIDTH_MULTIPLE = 32
 #: On a GPU: batches run by two threads at once (onnxruntime sessions take concurrent runs), so the
 #: GPU has the next batch queued while the other thread takes the GIL back and stores its result.
 GPU_RUNNERS = 2
@@ -224,6 +229,8 @@ class OnnxEncoder(Encoder):
         self.max_batch_tokens = int(max_batch_tokens or (GPU_MAX_BATCH_TOKENS if gpu else DEFAULT_MAX_BATCH_TOKENS))
         self.window = int(window or _env_int("VECPIPE_ENCODE_WINDOW") or max(GPU_WINDOW if gpu else DEFAULT_WINDOW, self.batch_size))
         self.prepare_threads = _env_int("VECPIPE_ENCODE_PREPARE_THREADS") or (2 if gpu else 1)
+        #: batch widths padded up to a multiple of this many tokens (fewer distinct shapes for the GPU)
+        self.width_multiple = _env_int("VECPIPE_ENCODE_WIDTH_MULTIPLE") or (GPU_WIDTH_MULTIPLE if gpu else 1)
         #: threads running batches at once (pooled vectors only; token vectors run one at a time)
         self.runners = _env_int("VECPIPE_ENCODE_RUNNERS") or (GPU_RUNNERS if gpu else 1)
         if gpu and "RAYON_NUM_THREADS" not in os.environ and cpu_count() > GPU_SPARE_CORES + 1:
@@ -469,11 +476,13 @@ class OnnxEncoder(Encoder):
         batches: list[_Batch] = []
         i = 0
         n = len(order)
+        multiple = self.width_multiple
         while i < n:
             longest = max(int(lengths[order[i]]), 1)
-            take = max(1, min(self.batch_size, self.max_batch_tokens // longest, n - i))
+            width = max(longest, min(-(-longest // multiple) * multiple, self.max_length))
+            take = max(1, min(self.batch_size, self.max_batch_tokens // width, n - i))
             rows = order[i : i + take]
-            input_ids, mask = self._pad([ids[r] for r in rows])
+            input_ids, mask = self._pad([ids[r] for r in rows], width)
             keep = None
             if self.tokens == "drop":
                 special, _ = self._pad([encs[r].special_tokens_mask for r in rows])
@@ -512,8 +521,8 @@ class OnnxEncoder(Encoder):
                 encs[i] = e
         return encs
 
-    def _pad(self, seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        width = max((len(s) for s in seqs), default=1) or 1
+    def _pad(self, seqs: list[list[int]], width: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        width = max(width, max((len(s) for s in seqs), default=1), 1)
         input_ids = np.full((len(seqs), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(seqs), width), dtype=np.int64)
         for r, s in enumerate(seqs):
