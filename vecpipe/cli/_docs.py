@@ -289,6 +289,15 @@ ENVIRONMENT: list[tuple[str, str]] = [
      "Texts tokenized together and sorted by length before batching (embed; default 2048 on a CPU, 4096 on a GPU)."),
     ("VECPIPE_ENCODE_PREPARE_THREADS",
      "Windows tokenized at once ahead of the model (embed; default 1 on a CPU, 2 on a GPU)."),
+    ("VECPIPE_ENCODE_RUNNERS",
+     "Batches run at once by separate threads (embed; default 1 on a CPU, 2 on a GPU so the next batch is queued "
+     "while the last one's result is stored)."),
+    ("VECPIPE_ENCODE_WIDTH_MULTIPLE",
+     "Batch widths padded up to a multiple of this many tokens, never past the maximum length (embed; default 1 "
+     "on a CPU, 32 on a GPU: fewer input shapes, each new one costs onnxruntime's CUDA provider time)."),
+    ("RAYON_NUM_THREADS",
+     "Threads of the tokenizer's pool; when unset, embed on a GPU sets it to the cores less two, left to the "
+     "threads that read, launch the model and write."),
     ("VECPIPE_NO_STAT_CACHE",
      "1: do not keep input fingerprints in the user cache; every input is hashed again on every run."),
     ("XDG_CACHE_HOME", "Base of the user cache when VECPIPE_CACHE_DIR is unset (default ~/.cache)."),
