@@ -12,13 +12,15 @@ if TYPE_CHECKING:
     from vecpipe.pipeline.runner import Outcome, Stage
 
 
-def run_stage(stage: Stage, force: bool = False, quiet: bool = False, device: str = "auto") -> Outcome:
-    """Run ``stage``: notes and progress on stderr (none with ``--quiet``), errors mapped by the CLI."""
+def run_stage(stage: Stage, force: bool = False, quiet: bool = False, device: str = "auto", engine: str = "local",
+              **engine_options: Any) -> Outcome:
+    """Run ``stage``: notes and progress on stderr (none with ``--quiet``), errors mapped by the CLI.
+    ``engine_options``: --address, --workers, --gpus-per-worker of ``--engine ray``."""
     from vecpipe.cli._progress import note, reporter
     from vecpipe.pipeline.runner import Options, run
 
     options = Options(force=force, quiet=quiet, note=lambda message: note(message, quiet),
-                      progress=lambda: reporter(quiet), device=device)
+                      progress=lambda: reporter(quiet), device=device, engine=engine, engine_options=engine_options)
     return run(stage, options)
 
 

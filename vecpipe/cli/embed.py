@@ -13,7 +13,7 @@ from vecpipe.cli._stage import run_stage, value
 
 @app.command("embed")
 def embed(
-    input: o.InputArg = "-",
+    inputs: o.InputsArg = None,
     output: o.Output = None,
     model: o.ModelDir = None,
     pooling: o.PoolingOpt = None,
@@ -45,6 +45,10 @@ def embed(
     special_tokens: Annotated[o.SpecialTokens | None, typer.Option("--special-tokens", help="--multi-vector: drop the tokenizer's special "
                                                                    "tokens ([CLS], [SEP]) or keep them (default: drop).",
                                                                    show_default=False)] = None,
+    engine: o.EngineOpt = o.EngineName.local,
+    address: o.Address = None,
+    workers: o.Workers = None,
+    gpus_per_worker: o.GpusPerWorker = 0.0,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -62,13 +66,20 @@ def embed(
     table's metadata says kind multivectors; vecpipe fde turns it into fixed-dimensional encodings
     any index can search, and rerank --chamfer scores candidates exactly with it. The embedding
     cache is not used then.
+
+    Several inputs (files, directories, globs, URIs) are read in order as one input; blocks are cut
+    per input. With --engine ray the work runs on a Ray cluster (Ray Data: tasks read the inputs, a
+    pool of --workers actors each holding one model session embeds them) and -o names a directory:
+    Parquet parts (one per block of each input) plus one manifest, read by every other command as
+    one vectors table with the same rows, ids and vectors as the local engine. A rerun after a kill
+    keeps the finished parts.
     """
     from vecpipe.formats.records import Fields
     from vecpipe.stages.embed import Embed
 
     run_stage(Embed(
-        input=input, output=output, model=str(model) if model else None, pooling=value(pooling), max_length=max_length,
+        input=inputs or ["-"], output=output, model=str(model) if model else None, pooling=value(pooling), max_length=max_length,
         prefix=prefix, batch_size=batch_size, precision=value(precision), fields=Fields(id=id_field, text=text_field, title=title_field),
         shard=shard, skip_bad=skip_bad, format=value(format), threads=threads, checkpoints=not no_checkpoint,
         cache=cache, no_cache=no_cache, cache_size=cache_size, multi_vector=multi_vector, special_tokens=value(special_tokens),
-    ), force, quiet, device.value)
+    ), force, quiet, device.value, engine.value, address=address, workers=workers, gpus_per_worker=gpus_per_worker)

@@ -24,6 +24,11 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class EngineName(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class Pooling(str, Enum):
     mean = "mean"
     cls = "cls"
@@ -106,6 +111,19 @@ Output = Annotated[
     typer.Option("--output", "-o", help=_table_output_help(registry.VECTORS), show_default=False),
 ]
 InputArg = Annotated[str, typer.Argument(help="Input file, or '-' for stdin.", show_default=True)]
+InputsArg = Annotated[list[str] | None, typer.Argument(
+    help="Input files, directories (their files in name order), globs or pyarrow filesystem URIs (s3://, gs://, hdfs://), "
+         "read in order as one input; '-' (the default) for stdin.", show_default=False)]
+EngineOpt = Annotated[EngineName, typer.Option(
+    "--engine", help="Where the work runs: local (this process) or ray (a Ray cluster through Ray Data; pip install 'vecpipe[ray]').")]
+Address = Annotated[str | None, typer.Option(
+    "--address", help="--engine ray: join a running cluster (auto: the one `ray start --head` started here; HOST:PORT or "
+    "ray://HOST:PORT). Default: start a local Ray on this machine's cores.", show_default=False)]
+Workers = Annotated[int | None, typer.Option(
+    "--workers", min=1, max=100000, help="--engine ray: actors in the pool (default: the cluster's CPUs, or GPUs / --gpus-per-worker).",
+    show_default=False)]
+GpusPerWorker = Annotated[float, typer.Option(
+    "--gpus-per-worker", min=0.0, max=64.0, help="--engine ray: GPUs each actor holds (0: CPU actors; 1: one GPU each, the model on CUDA).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, notes or warnings on stderr; errors still show.")]
 Threads = Annotated[int | None, typer.Option("--threads", min=1, max=4096, help="CPU threads (default: all cores).", show_default=False)]
 ModelDir = Annotated[

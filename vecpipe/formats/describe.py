@@ -75,14 +75,19 @@ def _kind_of(schema: pa.Schema, meta: dict[str, Any]) -> str:
 
 
 def describe(path: str | Path) -> dict[str, Any]:
-    if str(path) != "-" and Path(path).is_dir():
+    from vecpipe.formats.dataset import DatasetInput, is_dataset_dir
+
+    if str(path) != "-" and Path(path).is_dir() and not is_dataset_dir(Path(path)):
         return _describe_directory(Path(path), sniff.display_name(path))
     inp = sniff.Input(path)
     info: dict[str, Any] = {"path": inp.name, "format": inp.format}
+    if isinstance(inp, DatasetInput):  # a directory of Parquet parts: one table
+        info["format"] = "parquet dataset"
+        info["parts"] = len(inp.parts)
     if inp.compression:
         info["compression"] = inp.compression
     if inp.path is not None and inp.regular:
-        info["bytes"] = inp.path.stat().st_size
+        info["bytes"] = sum(p.stat().st_size for p in inp.parts) if isinstance(inp, DatasetInput) else inp.path.stat().st_size
     try:
         if inp.format == sniff.VPI:
             local = inp.local_path()

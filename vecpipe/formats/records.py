@@ -296,6 +296,10 @@ def open_arrow_batches(inp: sniff.Input, batch_size: int = 65536, columns: list[
         from vecpipe.formats.vectors import numpy_table
 
         return numpy_table(inp, batch_size)
+    from vecpipe.formats.dataset import DatasetInput
+
+    if isinstance(inp, DatasetInput):  # a directory of Parquet parts: read part after part
+        return inp.schema, inp.batches(batch_size, columns)
     try:
         if inp.format == sniff.PARQUET:
             pf = pq.ParquetFile(inp.arrow_source(), page_checksum_verification=True)

@@ -343,6 +343,15 @@ class Input:
     ``regular`` tells whether the stream is an uncompressed regular file (seekable, mappable).
     """
 
+    def __new__(cls, path: str | Path) -> Any:
+        # A directory of Parquet parts (a dataset, vecpipe.formats.dataset) is one input too.
+        if cls is Input and str(path) != "-" and os.path.isdir(path):
+            from vecpipe.formats.dataset import DatasetInput, is_dataset_dir
+
+            if is_dataset_dir(Path(path)):
+                return super().__new__(DatasetInput)  # then DatasetInput.__init__(path)
+        return super().__new__(cls)
+
     def __init__(self, path: str | Path):
         self.name = display_name(path)
         self.path: Path | None = None if str(path) == "-" else Path(path)

@@ -21,6 +21,9 @@ Worker = Callable[[Iterable[Any]], Iterator[Any]]
 class Engine(ABC):
     name: str = ""
 
+    def stop(self) -> None:  # noqa: B027 - a hook: engines that start nothing keep it empty
+        """Release what the engine started (a local cluster)."""
+
     @abstractmethod
     def map_batches(self, make_worker: Callable[[], Worker], batches: Iterable[Any]) -> Iterator[Any]:
         """Results of the worker over ``batches``, in input order."""
@@ -34,12 +37,26 @@ class LocalEngine(Engine):
         yield from worker(batches)
 
 
-ENGINES: dict[str, Callable[[], Engine]] = {"local": LocalEngine}
+def _ray(**options: Any) -> Engine:
+    from vecpipe.pipeline.ray_engine import RayEngine
+
+    return RayEngine(**options)
 
 
-def get_engine(name: str, supported: tuple[str, ...] = ("local",)) -> Engine:
+ENGINES: dict[str, Callable[..., Engine]] = {"local": LocalEngine, "ray": _ray}
+
+
+def get_engine(name: str, supported: tuple[str, ...] = ("local",), **options: Any) -> Engine:
+    """The engine ``name``; ``options`` (address, workers, gpus_per_worker) apply to a cluster engine
+    and are refused with the local one."""
     if name not in ENGINES:
         raise UsageError(f"--engine {name!r}: choose one of {', '.join(ENGINES)}")
     if name not in supported:
         raise UsageError(f"--engine {name}: this stage runs on {', '.join(supported)}")
-    return ENGINES[name]()
+    given = {k: v for k, v in options.items() if v not in (None, 0, 0.0)}
+    if name == "local":
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise UsageError(f"{flags}: applies with --engine ray only")
+        return LocalEngine()
+    return ENGINES[name](**given)

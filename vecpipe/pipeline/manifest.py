@@ -112,6 +112,10 @@ def fingerprint(path: str | Path | None, cache: StatCache | None = None) -> dict
     if path is None or str(path) == "-":
         return None
     p = Path(path)
+    if p.is_dir():
+        from vecpipe.formats import dataset
+
+        return dataset.fingerprint(p) if dataset.is_dataset_dir(p) else None
     if not p.is_file():
         return None
     from vecpipe.formats import vpi

@@ -109,6 +109,13 @@ class Stage(ABC):
     def run(self, ctx: Context) -> Any:
         """The stage's work, given its context (inputs, output target, notes); returns its summary."""
 
+    def writes_directory(self, engine: Engine) -> bool:
+        """Whether this run writes a dataset directory (its own output handling, :meth:`run_directory`)."""
+        return False
+
+    def run_directory(self, engine: Engine, options: Options) -> Outcome:
+        raise NotImplementedError(f"{self.name} writes no directory")
+
 
 # ------------------------------------------------------------------------------------ the runner
 
@@ -123,6 +130,8 @@ class Options:
     progress: Callable[[], Progress] = Progress
     engine: str = "local"
     device: str = "auto"
+    #: --address, --workers, --gpus-per-worker of a cluster engine (refused with the local one)
+    engine_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -275,8 +284,17 @@ def run(stage: Stage, options: Options | None = None) -> Outcome:
     """Run ``stage`` with everything every stage shares (see the module docstring)."""
     options = options or Options()
     stage.check()
-    engine = get_engine(options.engine, stage.engines)
+    engine = get_engine(options.engine, stage.engines, **options.engine_options)
     check_device(options.device, stage.devices)
+    try:
+        return _run(stage, options, engine)
+    finally:
+        engine.stop()
+
+
+def _run(stage: Stage, options: Options, engine: Engine) -> Outcome:
+    if stage.writes_directory(engine):
+        return stage.run_directory(engine, options)
     fmt = stage.output_format()
     target = resolve_target(getattr(stage, "output", None))
     if target.kind == STDOUT:

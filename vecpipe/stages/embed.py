@@ -153,8 +153,9 @@ class Embed(Stage):
 
     name = "embed"
     devices = ("auto", "cpu", "cuda")
+    engines = ("local", "ray")
 
-    input: str = inp("-")
+    input: str | list[str] = inp("-")
     output: str | None = opt(None)
     model: str | None = rec(None)
     pooling: str | None = rec(None)
@@ -173,6 +174,27 @@ class Embed(Stage):
     cache_size: str | None = opt(None)
     multi_vector: bool = rec(False, omit_default=True)
     special_tokens: str | None = rec(None, omit_default=True)
+
+    def sources(self) -> list[str]:
+        """The inputs, each file, directory, glob or URI expanded in order (formats.dataset)."""
+        from vecpipe.formats.dataset import expand_inputs
+
+        given = [self.input] if isinstance(self.input, str) else list(self.input)
+        return expand_inputs(given or ["-"])
+
+    def inputs(self) -> dict[str, str | None]:
+        paths = self.sources()
+        if len(paths) == 1:
+            return {"input": paths[0]}
+        return {f"input{i}": p for i, p in enumerate(paths)}
+
+    def writes_directory(self, engine: Any) -> bool:
+        return bool(engine.name == "ray")
+
+    def run_directory(self, engine: Any, options: Any) -> Any:
+        from vecpipe.stages.embed_ray import run_ray_embed
+
+        return run_ray_embed(self, engine, options)
 
     def check(self) -> None:
         parse_shard(self.shard)
@@ -256,14 +278,19 @@ class Embed(Stage):
             ctx.note(f"skipped {where}: {reason}")
 
         block = int(getattr(encoder, "window", BLOCK))
-        source = ctx.input("input")
-        records: Iterator[pa.RecordBatch] = blocks(
-            read_records(source, self.fields, block, skip_bad=on_bad if self.skip_bad else None), block)
+        paths = self.sources()
+        opened = [ctx.input("input", p) for p in paths]
+        # blocks are cut per input: the same blocks --engine ray embeds, so the same vectors
+        records: Iterator[pa.RecordBatch] = itertools.chain.from_iterable(
+            blocks(read_records(source, self.fields, block, skip_bad=on_bad if self.skip_bad else None), block) for source in opened)
+        if len(opened) > 1:
+            records = _unique_across(records, paths)
         if shard:
             index, count = shard
             records = (b for k, b in enumerate(records) if k % count == index)
         records = iter(records)
-        total = None if shard else count_rows(source)
+        counted = [count_rows(source) for source in opened]
+        total = None if shard or None in counted else sum(c for c in counted if c is not None)
         counts = {"rows": 0, "reused": 0, "embedded": 0}
         progress = ctx.progress
         progress.start("embed", total=total, unit="docs")
@@ -320,6 +347,16 @@ class Embed(Stage):
         if counts["reused"]:
             ctx.done(f"reused {counts['reused']} rows from the checkpoint, embedded {counts['embedded']}")
         return counts
+
+
+def _unique_across(records: Iterator[pa.RecordBatch], paths: list[str]) -> Iterator[pa.RecordBatch]:
+    """Refuse an id that occurs in two inputs (each input checks its own ids as it is read)."""
+    from vecpipe.formats.vectors import UniqueIds
+
+    seen = UniqueIds(", ".join(paths) if len(paths) <= 3 else f"{paths[0]} ... {paths[-1]}")
+    for batch in records:
+        seen.add(batch.column(0))
+        yield batch
 
 
 class _ShardEnd:

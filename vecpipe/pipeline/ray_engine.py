@@ -1,0 +1,228 @@
+"""``--engine ray``: a stage's batch work on a Ray cluster, through Ray Data (the optional extra
+``vecpipe[ray]``).
+
+* No ``--address``: a local Ray is started on this machine's cores (``--workers`` of them by default
+  all), and stopped when the command ends. ``--address auto`` joins the cluster ``ray start --head``
+  started on this machine; ``HOST:PORT`` or ``ray://HOST:PORT`` one elsewhere. An address where no
+  cluster answers is one line and exit status 1 within seconds (the port is tried before Ray is).
+* Ray's own console output is turned off (no driver log forwarding, no progress bars, no execution
+  banners, warnings only as errors): vecpipe's progress line and notes are all the user sees.
+* Work is a Ray Data pipeline over *items* (small dicts) with a pool of actors
+  (:class:`ray.data.ActorPoolStrategy`), each built once (a model session, an index) and called on
+  one item at a time; results come back with the item's key, so the caller orders them itself and
+  the output never depends on which actor ran what.
+* A failure inside a worker that vecpipe raised on purpose (bad data) comes back as that error, one
+  line; anything else as one line naming the worker's error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import socket
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from vecpipe.errors import ExtraError, UsageError, VecpipeError
+from vecpipe.pipeline.engines import Engine, Worker
+
+EXTRA = "pip install 'vecpipe[ray]'"
+CONNECT_TIMEOUT_S = 10.0
+
+
+def import_ray() -> Any:
+    """The ``ray`` module (with Ray Data), or a one-line error naming the extra."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - Ray Data is what the engine runs on
+    except ImportError:
+        raise ExtraError(f"--engine ray needs Ray Data: {EXTRA}") from None
+    return ray
+
+
+def _quiet_environment() -> None:
+    """Ray's console output off before it starts (its own variables; set only where unset)."""
+    for key, value in (("RAY_DEDUP_LOGS", "0"), ("RAY_BACKEND_LOG_LEVEL", "fatal"), ("RAY_LOG_TO_STDERR", "0"),
+                       ("RAY_AUTH_MODE", "disabled"), ("RAY_USAGE_STATS_ENABLED", "0"), ("RAY_DATA_DISABLE_PROGRESS_BARS", "1"),
+                       ("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0"), ("RAY_TRAIN_V2_ENABLED", "0")):
+        os.environ.setdefault(key, value)
+    for name in ("ray", "ray.data", "ray._private", "ray.util", "ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"ray(\..*)?")
+
+
+def check_reachable(address: str) -> None:
+    """Refuse at once an explicit ``HOST:PORT`` (or ``ray://HOST:PORT``) where nothing listens."""
+    if address == "auto":
+        return
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise VecpipeError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                           "start one with `ray start --head`, or leave out --address for a local Ray") from None
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """A worker's own error out of Ray's wrappers (one line), for the command line to report."""
+    cause: BaseException | None = exc
+    seen = 0
+    while cause is not None and seen < 8:
+        if isinstance(cause, VecpipeError):
+            return cause
+        nested = getattr(cause, "cause", None)
+        cause = nested if isinstance(nested, BaseException) else cause.__cause__
+        seen += 1
+    text = str(exc).strip().splitlines()
+    last = next((line for line in reversed(text) if line.strip()), type(exc).__name__)
+    return VecpipeError(f"--engine ray: a worker failed: {last.strip()}")
+
+
+class RayEngine(Engine):
+    """A Ray cluster: started locally (no address) or joined; one per command."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, gpus_per_worker: float = 0.0,
+                 threads: int | None = None):
+        if workers is not None and workers < 1:
+            raise UsageError("--workers must be at least 1")
+        if gpus_per_worker < 0:
+            raise UsageError("--gpus-per-worker must be at least 0")
+        self.address = address
+        self.workers_wanted = workers
+        self.gpus_per_worker = gpus_per_worker
+        self.threads = threads
+        self._ray: Any = None
+        self._started_here = False
+
+    # -- the cluster
+    def start(self) -> Any:
+        if self._ray is not None:
+            return self._ray
+        ray = import_ray()
+        _quiet_environment()
+        if self.address is not None:
+            check_reachable(self.address)
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True,
+                                      "include_dashboard": False}
+            if self.address is None:
+                kwargs["num_cpus"] = (self.workers_wanted or os.cpu_count() or 1) * (self.threads or 1)
+            else:
+                kwargs["address"] = self.address
+            try:
+                with _stderr_quiet():
+                    ray.init(**kwargs)
+            except ConnectionError as exc:
+                raise VecpipeError(f"--address {self.address}: no Ray cluster found ({str(exc).splitlines()[0]}); "
+                                   "start one with `ray start --head`, or leave out --address for a local Ray") from None
+            self._started_here = True
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        ctx.execution_options.preserve_order = True
+        with contextlib.suppress(AttributeError):
+            ctx.enable_operator_progress_bars = False
+        self._ray = ray
+        return ray
+
+    def stop(self) -> None:
+        if self._ray is not None and self._started_here:
+            with contextlib.suppress(Exception), _stderr_quiet():
+                self._ray.shutdown()
+        self._ray = None
+        self._started_here = False
+
+    @property
+    def workers(self) -> int:
+        """How many actors: --workers, else the cluster's CPUs (GPUs with --gpus-per-worker)."""
+        if self.workers_wanted:
+            return self.workers_wanted
+        ray = self.start()
+        res = ray.cluster_resources()
+        if self.gpus_per_worker:
+            return max(1, int(res.get("GPU", 0) // self.gpus_per_worker))
+        return max(1, int(res.get("CPU", 1)))
+
+    # -- work
+    def map_items(self, make_worker: Callable[[], Callable[[Any], Any]], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+        """(position, result) of ``worker(item)`` for every item, in input order; each actor builds its
+        worker once with ``make_worker`` (pickled by cloudpickle: closures over paths and options)."""
+        ray = self.start()
+        from ray import cloudpickle
+        import ray.data
+
+        blobs = [{"k": k, "item": pickle.dumps(item, protocol=5)} for k, item in enumerate(items)]
+        if not blobs:
+            return
+        factory = cloudpickle.dumps(make_worker)
+        size = min(self.workers, len(blobs))
+        num_cpus = float(self.threads or 1)
+        try:
+            ds = ray.data.from_items(blobs, override_num_blocks=len(blobs)).map_batches(
+                _Actor, fn_constructor_args=(factory,), batch_size=1, batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=size), num_cpus=num_cpus, num_gpus=self.gpus_per_worker or None)
+            with _stderr_quiet():
+                rows = ds.take_all()
+        except Exception as exc:  # noqa: BLE001 - Ray wraps a worker's error; report it in one line
+            raise unwrap(exc) from None
+        for row in sorted(rows, key=lambda r: r["k"]):
+            yield int(row["k"]), pickle.loads(row["out"])
+
+    def map_batches(self, make_worker: Callable[[], Worker], batches: Iterable[Any]) -> Iterator[Any]:
+        def make_one() -> Callable[[Any], Any]:
+            worker = make_worker()
+            return lambda item: next(iter(worker(iter([item]))))
+
+        for _, result in self.map_items(make_one, batches):
+            yield result
+
+
+class _Actor:
+    """One pooled worker: builds the caller's worker once, then maps items."""
+
+    def __init__(self, factory: bytes):
+        from ray import cloudpickle
+
+        _quiet_environment()
+        self.worker = cloudpickle.loads(factory)()
+
+    def __call__(self, batch: Any) -> dict[str, list[Any]]:
+        keys = batch.column("k").to_pylist()
+        items = batch.column("item").to_pylist()
+        return {"k": keys, "out": [pickle.dumps(self.worker(pickle.loads(item)), protocol=5) for item in items]}
+
+
+@contextlib.contextmanager
+def _stderr_quiet() -> Iterator[None]:
+    """File descriptor 2 sent to /dev/null while Ray starts or runs (its C++ core writes there
+    directly); Python's ``sys.stderr`` writes from vecpipe itself are not affected by this."""
+    if os.environ.get("VECPIPE_RAY_VERBOSE"):
+        yield
+        return
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
