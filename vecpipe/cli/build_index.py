@@ -52,6 +52,9 @@ def build_index(
                                                "Flat/BFlat written as a rebuild would; IVF/SQ/PQ keep their training and stored codes, "
                                                "encoding only added and changed rows; other kinds rebuilt (said on stderr).",
                                                show_default=False)] = None,
+    engine: o.EngineOpt = o.EngineName.local,
+    address: o.Address = None,
+    workers: o.Workers = None,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -67,6 +70,10 @@ def build_index(
     --spec BM25 builds a BM25 index over text records instead (BEIR/generic JSONL, TSV, Parquet,
     Arrow, as embed reads them), searched with query texts: bm25s's scoring and tokenizer (lowercase,
     words of two characters or more, stopwords) with a Snowball stemmer.
+
+    With --engine ray an IVF or flat-code index (IVFn,Flat, IVFn,PQm, IVFn,SQ8, PQm, SQ8) is trained
+    here on the same seeded sample, the rows are added on --workers actors in contiguous chunks, and
+    the chunks are merged in row order: the same index as the local build.
     """
     from vecpipe.formats.records import Fields
     from vecpipe.stages.build_index import BuildIndex
@@ -78,4 +85,4 @@ def build_index(
         nprobe=nprobe, ef_search=ef_search, threads=threads, deterministic=deterministic, compress=not no_compress,
         k1=k1, b=b, bm25_method=value(bm25_method), stemmer=stemmer, stopwords=stopwords,
         fields=Fields(id=id_field, text=text_field, title=title_field), skip_bad=skip_bad,
-    ), force, quiet)
+    ), force, quiet, engine=engine.value, address=address, workers=workers)

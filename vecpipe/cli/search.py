@@ -53,6 +53,9 @@ def search(
     text_field: o.TextField = None,
     title_field: o.TitleField = None,
     allow_mismatch: o.AllowMismatch = False,
+    engine: o.EngineOpt = o.EngineName.local,
+    address: o.Address = None,
+    workers: o.Workers = None,
     force: o.Force = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -74,4 +77,4 @@ def search(
         fields=Fields(id=id_field, text=text_field, title=title_field), allow_mismatch=allow_mismatch,
         batch_size=batch_size, threads=threads, hubness=value(hubness), bank=bank, hubness_beta=beta, prf=prf,
         prf_alpha=prf_alpha, prf_beta=prf_beta, min_prob=min_prob, calibration=calibration,
-    ), force, quiet, device.value)
+    ), force, quiet, device.value, engine.value, address=address, workers=workers)

@@ -60,10 +60,14 @@ def build_index(
     threads: int | None = None,
     on_progress: Callable[[str], None] | None = None,
     deterministic: bool = False,
+    adder: Callable[[Any, np.ndarray], None] | None = None,
 ) -> BuiltIndex:
-    """Build ``spec`` over the vectors (float, or the codes of a compressed artifact)."""
+    """Build ``spec`` over the vectors (float, or the codes of a compressed artifact). ``adder``: adds
+    the prepared rows to the trained index elsewhere (:mod:`vecpipe.index.distributed`)."""
 
     comp = compression_of(vecs)
+    if comp is not None and adder is not None:
+        raise UsageError("--engine ray builds over float vectors; build the index of compressed codes on the local engine")
     if comp is not None:
         if metric is not None:
             check_metric(metric)
@@ -87,7 +91,12 @@ def build_index(
         on_progress(info.warning)
     index = make_index(info, metric)
     prepared = prepare(vecs.matrix, metric)
-    train_and_add(index, prepared, spec, train_size, seed, threads, on_progress, vecs.name, deterministic=deterministic)
+    if adder is not None and comp is None:
+        from vecpipe.index.distributed import check_mergeable
+
+        check_mergeable(index, spec)
+    train_and_add(index, prepared, spec, train_size, seed, threads, on_progress, vecs.name, deterministic=deterministic,
+                  adder=adder)
     params = search_defaults(spec, nprobe, ef_search)
     meta = index_metadata(vecs.meta, dim, len(vecs), spec, metric, params, train_size, seed)
     extra: dict[str, bytes] = {}

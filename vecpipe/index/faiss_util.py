@@ -63,7 +63,7 @@ def apply_params(index: Any, params: dict[str, int]) -> None:
 
 def train_and_add(index: Any, data: np.ndarray, spec: str, train_size: int, seed: int, threads: int | None,
                   on_progress: Callable[[str], None] | None, name: str, unit: str = "vectors",
-                  deterministic: bool = False) -> None:
+                  deterministic: bool = False, adder: Callable[[Any, np.ndarray], None] | None = None) -> None:
     """Train ``index`` on a seeded sample of ``data`` when it needs training, then add all of ``data``.
 
     Every core is used (or ``threads``). HNSW insertion in parallel depends on thread timing: with
@@ -89,7 +89,10 @@ def train_and_add(index: Any, data: np.ndarray, spec: str, train_size: int, seed
             faiss.omp_set_num_threads(threads)
         if on_progress:
             on_progress(f"adding {len(data)} {unit}")
-        quietly(lambda: index.add(data), on_progress)
+        if adder is not None:  # elsewhere (a cluster: vecpipe.index.distributed)
+            adder(index, data)
+        else:
+            quietly(lambda: index.add(data), on_progress)
     finally:
         faiss.omp_set_num_threads(old_threads)
 

@@ -155,9 +155,12 @@ class RayEngine(Engine):
         return max(1, int(res.get("CPU", 1)))
 
     # -- work
-    def map_items(self, make_worker: Callable[[], Callable[[Any], Any]], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+    def map_items(self, make_worker: Callable[..., Callable[[Any], Any]], items: Iterable[Any],
+                  shared: bytes | None = None) -> Iterator[tuple[int, Any]]:
         """(position, result) of ``worker(item)`` for every item, in input order; each actor builds its
-        worker once with ``make_worker`` (pickled by cloudpickle: closures over paths and options)."""
+        worker once with ``make_worker`` (pickled by cloudpickle: closures over paths and options).
+        ``shared``: bytes put once in Ray's object store and given to ``make_worker`` on every actor
+        (an index file, so that nodes need no shared filesystem)."""
         ray = self.start()
         from ray import cloudpickle
         import ray.data
@@ -168,9 +171,10 @@ class RayEngine(Engine):
         factory = cloudpickle.dumps(make_worker)
         size = min(self.workers, len(blobs))
         num_cpus = float(self.threads or 1)
+        args = (factory,) if shared is None else (factory, ray.put(shared))
         try:
             ds = ray.data.from_items(blobs, override_num_blocks=len(blobs)).map_batches(
-                _Actor, fn_constructor_args=(factory,), batch_size=1, batch_format="pyarrow",
+                _Actor, fn_constructor_args=args, batch_size=1, batch_format="pyarrow",
                 compute=ray.data.ActorPoolStrategy(size=size), num_cpus=num_cpus, num_gpus=self.gpus_per_worker or None)
             with _stderr_quiet():
                 rows = ds.take_all()
@@ -191,11 +195,16 @@ class RayEngine(Engine):
 class _Actor:
     """One pooled worker: builds the caller's worker once, then maps items."""
 
-    def __init__(self, factory: bytes):
+    def __init__(self, factory: bytes, shared: Any = None):
         from ray import cloudpickle
 
         _quiet_environment()
-        self.worker = cloudpickle.loads(factory)()
+        make = cloudpickle.loads(factory)
+        if shared is not None and not isinstance(shared, bytes):  # an ObjectRef Ray did not resolve
+            import ray
+
+            shared = ray.get(shared)
+        self.worker = make() if shared is None else make(shared)
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
         keys = batch.column("k").to_pylist()

@@ -24,6 +24,7 @@ class BuildIndex(Stage):
     """Build a faiss index over a vectors table and store it, with ids and metadata, in a .vpi file."""
 
     name = "build-index"
+    engines = ("local", "ray")
     output_kind = registry.INDEX
 
     vectors: str = inp("-")
@@ -119,6 +120,10 @@ class BuildIndex(Stage):
                 raise UsageError(f"{option} does not apply to --spec {self.spec!r}: it sets the search default of {what} indexes only")
 
     def run(self, ctx: Context) -> dict[str, Any]:
+        if ctx.engine.name != "local":
+            given = [flag for flag, on in (("--spec BM25", self.bm25), ("--update", self.update is not None), ("--spec auto", self.auto)) if on]
+            if given:
+                raise UsageError(f"{given[0]}: not available with --engine {ctx.engine.name}; build on the local engine")
         if self.bm25:
             return self.run_bm25(ctx)
         if self.update is not None:
@@ -134,8 +139,32 @@ class BuildIndex(Stage):
         else:
             built = build_index(collect_vectors(source.name, rest), spec=self.spec, metric=self.metric,
                                 train_size=self.train_size, seed=self.seed, nprobe=self.nprobe, ef_search=self.ef_search,
-                                threads=self.threads, on_progress=ctx.note, deterministic=self.deterministic)
+                                threads=self.threads, on_progress=ctx.note, deterministic=self.deterministic,
+                                adder=self.cluster_adder(ctx))
         return self.store(ctx, built)
+
+    def cluster_adder(self, ctx: Context) -> Any:
+        """--engine ray: the rows added on the workers in contiguous chunks, merged in row order
+        (vecpipe.index.distributed); ``None`` on the local engine."""
+        if ctx.engine.name != "ray":
+            return None
+        from vecpipe.index import distributed
+
+        engine: Any = ctx.engine
+        threads = engine.threads or 1
+
+        def adder(index: Any, data: Any) -> None:
+            ranges = distributed.chunks(len(data), engine.workers)
+            blob = distributed.serialize(index)
+
+            def make_worker(shared: bytes) -> Any:
+                add = distributed.make_adder(shared, threads)
+                return lambda rows: add(rows)
+
+            filled = (part for _, part in engine.map_items(make_worker, (data[a:b] for a, b in ranges), shared=blob))
+            distributed.merge_into(index, filled)
+
+        return adder
 
     def store(self, ctx: Context, built: Any) -> dict[str, Any]:
         meta = ctx.with_manifest(built.meta)

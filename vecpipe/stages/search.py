@@ -29,6 +29,7 @@ class Search(Stage):
     name = "search"
     output_kind = registry.RUN
     devices = ("auto", "cpu", "cuda")
+    engines = ("local", "ray")
 
     queries: str = inp("-")
     index: str = inp(None)
@@ -162,8 +163,12 @@ class Search(Stage):
         source = ctx.input("queries")
         progress = ctx.progress
         progress.start("search", total=count_rows(source), unit="queries")
-        batches = search_run(loaded, self.query_vectors(source, ctx, loaded, progress), self.k, self.batch_size,
-                             rescorer=None if hubness else rescorer, hubness=hubness, feedback=feedback, after=after)
+        queries = self.query_vectors(source, ctx, loaded, progress)
+        if ctx.engine.name == "ray":
+            batches = self.on_cluster(ctx, index_path, index_name, queries)
+        else:
+            batches = search_run(loaded, queries, self.k, self.batch_size,
+                                 rescorer=None if hubness else rescorer, hubness=hubness, feedback=feedback, after=after)
         run_meta = metadata.new("run", k=self.k, index={key: loaded.meta.get(key) for key in ("spec", "metric", "count", "dim")},
                                 model=(loaded.meta.get("model") or {}).get("name"),
                                 rescore={"multiplier": rescorer.multiplier, "metric": rescorer.metric}
@@ -175,6 +180,45 @@ class Search(Stage):
             if empty:
                 ctx.note(f"{empty} queries had no indexed term: they have no results")
             return int(writer.rows)
+
+    def on_cluster(self, ctx: Context, index_path: Any, index_name: str,
+                   queries: Iterator[tuple[pa.Array, np.ndarray]]) -> Iterator[pa.RecordBatch]:
+        """--engine ray: query batches split across a pool of actors, each holding the index (its
+        bytes shipped once through Ray's object store); the run batches come back in query order,
+        the same as the local search."""
+        from pathlib import Path
+
+        from vecpipe.index.search import rebatch
+
+        given = [flag for flag, on in (("--rescore", self.rescore is not None), ("--hubness", self.hubness is not None),
+                                       ("--prf", self.prf is not None), ("--min-prob", self.min_prob is not None)) if on]
+        if given:
+            raise UsageError(f"{', '.join(given)}: not available with --engine ray; search on the local engine")
+        k, batch_size, threads, name = self.k, self.batch_size, getattr(ctx.engine, "threads", None) or 1, index_name
+        nprobe, ef_search = self.nprobe, self.ef_search
+
+        def make_worker(blob: bytes) -> Any:
+            import os
+            import tempfile
+
+            from vecpipe.index.search import load_index, search_run
+
+            fd, path = tempfile.mkstemp(prefix="vecpipe-index-", suffix=".vpi")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(blob)
+            try:
+                index = load_index(path, threads=threads, name=name)
+                index.set_params(nprobe=nprobe, ef_search=ef_search)
+            finally:
+                os.unlink(path)  # a mapped index keeps its pages; the name is not needed
+
+            def one(item: tuple[pa.Array, np.ndarray]) -> pa.RecordBatch:
+                return pa.Table.from_batches(list(search_run(index, iter([item]), k, batch_size))).combine_chunks().to_batches()[0]
+
+            return one
+
+        for _, batch in ctx.engine.map_items(make_worker, rebatch(queries, batch_size), shared=Path(index_path).read_bytes()):  # type: ignore[attr-defined]
+            yield batch
 
     def literature(self, ctx: Context, loaded: LoadedIndex, index_path: Any, index_name: str,
                    rescorer: Any) -> tuple[Any, Any, Any, dict[str, Any]]:
