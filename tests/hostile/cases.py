@@ -1880,6 +1880,53 @@ def _class_muvera():
 _class_muvera()
 
 
+def _class_many_inputs() -> None:
+    """Several inputs as one (issue 10): embed INPUTS..., dataset directories of Parquet parts, --engine ray."""
+    def setup_dup_across(ctx):
+        recs = corpus_records()
+        ctx.write("a.jsonl", "".join(json.dumps(r) + "\n" for r in recs[:10]))
+        ctx.write("b.jsonl", "".join(json.dumps(r) + "\n" for r in recs[10:15] + [recs[3]]))
+        return Inv(argv=["embed", "a.jsonl", "b.jsonl", "--model", ctx.model, "-o", "out.parquet"], out=["out.parquet"],
+                   mention_id=[recs[3]["_id"]])
+
+    add("class5-embed-duplicate-id-across-inputs", 5, "embed", setup_dup_across, Refuse(1))
+
+    def setup_part_other_model(with_manifest):
+        def setup(ctx):
+            rng = np.random.default_rng(5)
+            os.mkdir(ctx.path("vecs"))
+            write_vectors(ctx.path("vecs/part-00000-00000.parquet"), DOC_IDS[:6], rng.standard_normal((6, DIM)))
+            if with_manifest:
+                from vecpipe.formats import dataset
+
+                entry = dataset.write_part(ctx.path("vecs/part-00001-00000.parquet"),
+                                           vectors_table(DOC_IDS[6:12], rng.standard_normal((6, DIM)), vec_meta()))
+                first = ctx.path("vecs/part-00000-00000.parquet")
+                listed = [{"name": first.name, "rows": 6, "size": first.stat().st_size}, entry]
+                ctx.path("vecs/_vecpipe.json").write_bytes(dataset.manifest_bytes(vec_meta(), listed))
+                # then a part from another model dropped in
+                write_vectors(ctx.path("vecs/part-00002-00000.parquet"), DOC_IDS[12:18], rng.standard_normal((6, DIM)),
+                              vec_meta(sha=SHA_B))
+            else:
+                write_vectors(ctx.path("vecs/part-00001-00000.parquet"), DOC_IDS[6:12], rng.standard_normal((6, DIM)),
+                              vec_meta(sha=SHA_B))
+            return Inv(argv=["build-index", "vecs", "--spec", "Flat", "-o", "out.vpi"], out=["out.vpi"])
+        return setup
+
+    add("class4-build-index-dataset-part-other-model", 4, "build-index", setup_part_other_model(False), Refuse(1))
+    add("class4-build-index-dataset-unlisted-part", 4, "build-index", setup_part_other_model(True), Refuse(1))
+
+    def setup_no_cluster(ctx):
+        ctx.write("a.jsonl", "".join(json.dumps(r) + "\n" for r in corpus_records()[:4]))
+        return Inv(argv=["embed", "a.jsonl", "--model", ctx.model, "--engine", "ray", "--address", "127.0.0.1:9", "-o", "out"],
+                   out=["out"], timeout=30)
+
+    add("class10-embed-ray-address-without-cluster", 10, "embed", setup_no_cluster, Refuse(1))
+
+
+_class_many_inputs()
+
+
 # Variants left out to keep the whole suite within about three minutes on two cores: each shares
 # its code path with a kept case of the same class (e.g. quantize and binarize write through the same
 # table sink). Run them with HOSTILE_ALL=1.

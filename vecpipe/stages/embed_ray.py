@@ -85,6 +85,7 @@ def run_ray_embed(stage: Any, engine: Any, options: Any) -> Any:
         if run_manifest is not None and not options.force and _up_to_date(out, run_manifest):
             options.note(f"up to date: {out}")
             return Outcome(up_to_date=True)
+        engine.start()  # a cluster that cannot be reached fails here, before anything is written
         created = not out.exists()
         out.mkdir(exist_ok=True)
         (out / dataset.MANIFEST).unlink(missing_ok=True)  # the directory is a dataset again once the run completes
@@ -99,6 +100,10 @@ def run_ray_embed(stage: Any, engine: Any, options: Any) -> Any:
             _check_unique(parts, paths)
         except InputError:
             _remove_parts(out, created)
+            raise
+        except Exception:
+            if created and not any(os.scandir(out)):
+                out.rmdir()
             raise
         entries = [p["entry"] for p in parts]
         keep = {e["name"] for e in entries}
