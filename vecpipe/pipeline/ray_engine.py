@@ -71,18 +71,34 @@ def check_reachable(address: str) -> None:
 
 
 def unwrap(exc: BaseException) -> BaseException:
-    """A worker's own error out of Ray's wrappers (one line), for the command line to report."""
-    cause: BaseException | None = exc
-    seen = 0
-    while cause is not None and seen < 8:
+    """A worker's own error out of Ray's wrappers (one line), for the command line to report: the
+    vecpipe error in the chain of causes, or named in the worker's traceback text, else one line
+    naming the worker's failure."""
+    import re
+
+    from vecpipe import errors
+
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        cause = todo.pop(0)
+        if id(cause) in seen:
+            continue
+        seen.add(id(cause))
         if isinstance(cause, VecpipeError):
             return cause
-        nested = getattr(cause, "cause", None)
-        cause = nested if isinstance(nested, BaseException) else cause.__cause__
-        seen += 1
-    text = str(exc).strip().splitlines()
-    last = next((line for line in reversed(text) if line.strip()), type(exc).__name__)
-    return VecpipeError(f"--engine ray: a worker failed: {last.strip()}")
+        for nested in (getattr(cause, "cause", None), cause.__cause__, cause.__context__):
+            if isinstance(nested, BaseException):
+                todo.append(nested)
+    text = str(exc)
+    found = re.findall(r"vecpipe\.errors\.(\w+): (.+)", text)
+    if found:
+        name, message = found[-1]
+        kind = getattr(errors, name, VecpipeError)
+        return kind(message.strip()) if isinstance(kind, type) and issubclass(kind, VecpipeError) else VecpipeError(message.strip())
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else type(exc).__name__
+    return VecpipeError(f"--engine ray: a worker failed: {last}")
 
 
 class RayEngine(Engine):
@@ -115,6 +131,7 @@ class RayEngine(Engine):
             kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True,
                                       "include_dashboard": False}
             if self.address is None:
+                kwargs["address"] = "local"  # a new local Ray, never one `ray start` left running here
                 kwargs["num_cpus"] = (self.workers_wanted or os.cpu_count() or 1) * (self.threads or 1)
             else:
                 kwargs["address"] = self.address
