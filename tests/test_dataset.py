@@ -57,7 +57,7 @@ def test_embed_several_inputs_equals_concatenation_per_block(cli, tmp_path, thre
         res = cli("embed", path, "--model", tiny_model_dir, "-o", tmp_path / f"one{k}.parquet", "--no-cache")
         assert res.exit_code == 0, res.output
         parts.append(read_vectors(tmp_path / f"one{k}.parquet"))
-    assert whole.ids.to_pylist() == sum((p.ids.to_pylist() for p in parts), [])
+    assert whole.ids.to_pylist() == [i for p in parts for i in p.ids.to_pylist()]
     np.testing.assert_array_equal(whole.matrix, np.concatenate([p.matrix for p in parts]))
     # a glob and a directory give the same table; the rerun is up to date
     res = cli("embed", tmp_path / "in*.jsonl", "--model", tiny_model_dir, "-o", out, "--no-cache")
@@ -101,6 +101,7 @@ def test_directory_of_parts_is_one_table_for_every_reader(cli, tmp_path):
 
 def test_directory_part_from_another_model_is_refused(cli, tmp_path):
     from conftest import clustered  # noqa: F401 - the fixtures module
+
     from vecpipe.formats import metadata
 
     other = metadata.new("vectors", dim=8, dtype="float32", metric="cos", normalized=True, model={"name": "m2", "sha256": "b" * 64})

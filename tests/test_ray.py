@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -146,65 +142,37 @@ def test_search_and_build_index_ray_equal_local(local_ray, tmp_path):
     assert res.exit_code == 2 and "--rescore" in res.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop one `ray start --block` node: its process group (only the processes this test started)."""
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def test_two_node_cluster_embed_with_address(inputs, tmp_path, tiny_model_dir):
     """`ray start --head --num-cpus 1` + a second `ray start --address ... --num-cpus 1`; embed --address
     joins them with two workers (one per node's CPU), the same rows as the local engine."""
-    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(ROOT))
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--block", "--disable-usage-stats"]
-    # the second node on one machine needs ports of its own (its agents would clash with the head's)
-    ports = [str(_free_port()) for _ in range(6)]
-    second = ["--dashboard-agent-listen-port", ports[0], "--dashboard-agent-grpc-port", ports[1], "--metrics-export-port", ports[2],
-              "--runtime-env-agent-port", ports[3], "--node-manager-port", ports[4], "--object-manager-port", ports[5]]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True, "env": env}
-    head = subprocess.Popen([ray_cli, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common], **quiet)
-    node = None
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.3)
-        node = subprocess.Popen([ray_cli, "start", "--address", address, *common, *second], **quiet)
+    from vecpipe.formats.vectors import read_vectors
+    from vecpipe.pipeline.ray_engine import LocalCluster
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with LocalCluster(nodes=2, cpus=1, env=env) as cluster:
         out = tmp_path / "vecs"
         # two workers of one CPU each: Ray Data waits for the second node's CPU
         res = subprocess.run([sys.executable, "-m", "vecpipe", "embed", *map(str, inputs), "--model", str(tiny_model_dir),
-                              "--engine", "ray", "--address", address, "--workers", "2", "-o", str(out)],
-                             env=env, capture_output=True, text=True, timeout=180)
+                              "--engine", "ray", "--address", cluster.address, "--workers", "2", "-o", str(out)],
+                             env=cluster.env, capture_output=True, text=True, timeout=180)
         assert res.returncode == 0, res.stderr
         assert [line for line in res.stderr.splitlines() if "vecpipe" not in line] == []  # Ray's own output kept quiet
-        local = tmp_path / "local.parquet"
-        res = subprocess.run([sys.executable, "-m", "vecpipe", "embed", *map(str, inputs), "--model", str(tiny_model_dir),
-                              "--no-cache", "-o", str(local)], env=env, capture_output=True, text=True, timeout=120)
-        assert res.returncode == 0, res.stderr
-        from vecpipe.formats.vectors import read_vectors
+        pids = [p.pid for p in cluster.procs]
+    assert all(_gone(pid) for pid in pids)  # both nodes stopped
+    local = tmp_path / "local.parquet"
+    res = subprocess.run([sys.executable, "-m", "vecpipe", "embed", *map(str, inputs), "--model", str(tiny_model_dir),
+                          "--no-cache", "-o", str(local)], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    a, b = read_vectors(local), read_vectors(out)
+    assert a.ids.equals(b.ids) and np.abs(a.matrix - b.matrix).max() <= 1e-6
 
-        a, b = read_vectors(local), read_vectors(out)
-        assert a.ids.equals(b.ids) and np.abs(a.matrix - b.matrix).max() <= 1e-6
-    finally:
-        for proc in (node, head):
-            if proc is not None:
-                _stop(proc)
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # a zombie nobody reaped counts as stopped
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True

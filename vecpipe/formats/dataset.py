@@ -218,7 +218,7 @@ def dataset_parts(path: Path, name: str) -> tuple[list[Path], dict[str, Any] | N
     if extra:
         raise InputError(f"{name}/{extra[0]}: not a part of this dataset (its manifest lists {len(listed)} parts); "
                          "remove it, or rerun the command that wrote the directory")
-    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+    meta: dict[str, Any] = doc["meta"] if isinstance(doc.get("meta"), dict) else {}
     parts = []
     for entry in doc["parts"]:
         part = path / str(entry.get("name"))
@@ -249,7 +249,7 @@ class DatasetInput(sniff.Input):
     returns for such a directory. Its format is Parquet: streaming readers take :meth:`batches`;
     the rest read the parts spooled into one Parquet file."""
 
-    def __init__(self, path: str | Path):  # noqa: - sniff.Input's own __init__ opens a file: not called
+    def __init__(self, path: str | Path):  # sniff.Input's own __init__ opens a file: not called
         name = sniff.display_name(path)
         path = Path(path)
         self.name = name
@@ -271,8 +271,7 @@ class DatasetInput(sniff.Input):
                 pf = pq.ParquetFile(part, page_checksum_verification=True)
                 if pf.schema_arrow.names != self.schema.names:
                     raise InputError(f"{self.name}/{part.name}: has columns {pf.schema_arrow.names}, the dataset {self.schema.names}")
-                for batch in pf.iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
-                    yield batch
+                yield from pf.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
             except CORRUPT as exc:
                 raise corrupt_error(f"{self.name}/{part.name}", "parquet", exc) from None
 
@@ -296,8 +295,8 @@ class DatasetInput(sniff.Input):
         self._opened.append(fh)
         return fh
 
-    @property  # type: ignore[override]
-    def stream(self) -> BinaryIO:
+    @property  # a file opened when a reader asks for it
+    def stream(self) -> BinaryIO:  # type: ignore[override]
         return self.seekable()
 
     def close(self) -> None:

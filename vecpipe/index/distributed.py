@@ -10,6 +10,7 @@ and the lists receive their entries in row order, so the merged index holds what
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,7 +32,7 @@ def chunks(n: int, parts: int) -> list[tuple[int, int]]:
     """``parts`` contiguous (start, stop) row ranges covering ``n`` rows (none empty)."""
     parts = max(1, min(parts, n))
     bounds = np.linspace(0, n, parts + 1).astype(np.int64)
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def serialize(index: Any) -> bytes:

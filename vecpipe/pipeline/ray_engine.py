@@ -37,7 +37,7 @@ def import_ray() -> Any:
     """The ``ray`` module (with Ray Data), or a one-line error naming the extra."""
     try:
         import ray
-        import ray.data  # noqa: F401 - Ray Data is what the engine runs on
+        import ray.data
     except ImportError:
         raise ExtraError(f"--engine ray needs Ray Data: {EXTRA}") from None
     return ray
@@ -178,9 +178,8 @@ class RayEngine(Engine):
         worker once with ``make_worker`` (pickled by cloudpickle: closures over paths and options).
         ``shared``: bytes put once in Ray's object store and given to ``make_worker`` on every actor
         (an index file, so that nodes need no shared filesystem)."""
-        ray = self.start()
+        ray = self.start()  # ray.data imported with it
         from ray import cloudpickle
-        import ray.data
 
         blobs = [{"k": k, "item": pickle.dumps(item, protocol=5)} for k, item in enumerate(items)]
         if not blobs:
@@ -252,3 +251,76 @@ def _stderr_quiet() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalCluster:
+    """A multi-node Ray cluster simulated on this machine with `ray start` (for tests and benchmarks):
+    a head and ``nodes - 1`` more nodes of ``cpus`` CPUs each, each node a `ray start --block` process
+    in its own process group, stopped by signalling those groups only (never `ray stop`, which would
+    stop every Ray on the machine). ``address`` is what ``--address`` takes.
+    """
+
+    def __init__(self, nodes: int = 2, cpus: int = 1, env: dict[str, str] | None = None):
+        import shutil
+        import sys
+
+        self.nodes, self.cpus = nodes, cpus
+        self.ray = shutil.which("ray", path=os.path.dirname(sys.executable)) or "ray"
+        self.env = dict(env or os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.procs: list[Any] = []
+
+    def _start(self, args: list[str]) -> None:
+        import subprocess
+
+        self.procs.append(subprocess.Popen([self.ray, "start", *args, "--num-cpus", str(self.cpus), "--node-ip-address", "127.0.0.1",
+                                            "--block", "--disable-usage-stats"], env=self.env, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL, start_new_session=True))
+
+    def __enter__(self) -> LocalCluster:
+        import time
+
+        try:
+            self._start(["--head", "--port", str(self.port), "--include-dashboard", "false"])
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise VecpipeError(f"ray start --head: nothing listens on port {self.port} after 60 s") from None
+                    time.sleep(0.3)
+            for _ in range(self.nodes - 1):
+                # more nodes on one machine need ports of their own (their agents would clash with the head's)
+                ports = [str(_free_port()) for _ in range(6)]
+                self._start(["--address", self.address, "--dashboard-agent-listen-port", ports[0], "--dashboard-agent-grpc-port", ports[1],
+                             "--metrics-export-port", ports[2], "--runtime-env-agent-port", ports[3], "--node-manager-port", ports[4],
+                             "--object-manager-port", ports[5]])
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+        import subprocess
+
+        for proc in reversed(self.procs):
+            for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
+                try:
+                    os.killpg(proc.pid, sig)
+                    proc.wait(wait)
+                    break
+                except ProcessLookupError:
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self.procs = []

@@ -67,7 +67,7 @@ def run_ray_embed(stage: Any, engine: Any, options: Any) -> Any:
     from vecpipe.encode import load_encoder
     from vecpipe.pipeline import manifest as manifests
     from vecpipe.pipeline.runner import Outcome
-    from vecpipe.stages.embed import model_ref, vectors_metadata
+    from vecpipe.stages.embed import BLOCK, model_ref, vectors_metadata
 
     paths = stage.sources()
     out = _check(stage, paths)
@@ -75,7 +75,7 @@ def run_ray_embed(stage: Any, engine: Any, options: Any) -> Any:
     encoder = load_encoder(model=stage.model, pooling=stage.pooling, max_length=stage.max_length, prefix=stage.prefix,
                            batch_size=stage.batch_size, threads=1, device="cpu" if not engine.gpus_per_worker else options.device,
                            precision=stage.precision, on_note=options.note)
-    block = int(encoder.window)
+    block = int(getattr(encoder, "window", 0)) or BLOCK
     meta = vectors_metadata(encoder, stage.fields, None, block)
     run_manifest = stage.manifest()
     params = dict(stage.params())
@@ -92,7 +92,7 @@ def run_ray_embed(stage: Any, engine: Any, options: Any) -> Any:
         fingerprints = [manifests.fingerprint(p) for p in paths]
         items = [{"i": i, "path": p, "key": _part_key(fp, params, block)} for i, (p, fp) in enumerate(zip(paths, fingerprints))]
         config = {"model": stage.model, "pooling": stage.pooling, "max_length": stage.max_length, "prefix": stage.prefix,
-                  "batch_size": stage.batch_size, "precision": stage.precision, "threads": engine.threads or 1,
+                  "batch_size": stage.batch_size, "precision": stage.precision, "threads": stage.threads or engine.threads or 1,
                   "device": "cuda" if engine.gpus_per_worker else "cpu", "window": block, "fields": stage.fields,
                   "meta": meta, "out": str(out)}
         try:
@@ -156,11 +156,10 @@ def _check_unique(parts: list[dict[str, Any]], paths: list[str]) -> None:
 
 def _embed_parts(engine: Any, items: list[dict[str, Any]], config: dict[str, Any], options: Any) -> list[dict[str, Any]]:
     """Read, block, embed and write every part on the cluster; the parts' summaries in order."""
-    ray = engine.start()
+    ray = engine.start()  # ray.data imported with it
     import pickle
 
     from ray import cloudpickle
-    import ray.data
 
     from vecpipe.pipeline.ray_engine import unwrap
 
