@@ -280,6 +280,8 @@ ENVIRONMENT: list[tuple[str, str]] = [
     ("VECPIPE_CACHE_DIR",
      "vecpipe's user cache: file fingerprints, models exported by vecpipe model export (models/NAME), the GPU "
      "forms of models (graphs/); default $XDG_CACHE_HOME/vecpipe."),
+    ("VECPIPE_RAY_VERBOSE",
+     "1: --engine ray leaves Ray's own console output on (its start-up, workers' logs, Ray Data's banners)."),
     ("VECPIPE_EMBED_CACHE",
      "off: embed neither reads nor adds to the embedding cache, as --no-cache."),
     ("VECPIPE_GPU_ATTENTION",
