@@ -2,7 +2,8 @@
 
 Input lists. Every stage that takes several text or table inputs expands each argument once, here
 (:func:`expand_inputs`): a file stays itself; a directory gives its regular files in name order
-(hidden files and a dataset's manifest left out); a glob (``*``, ``?``, ``[``) gives its matches in
+(hidden files and a dataset's manifest left out; a BEIR dataset directory is refused with the file
+to give, as a single input is); a glob (``*``, ``?``, ``[``) gives its matches in
 name order; a pyarrow filesystem URI (``s3://``, ``gs://``, ``hdfs://``, ``file://``) is listed
 through :mod:`pyarrow.fs` the same way. The order of the expanded list is the order of the output.
 
@@ -74,6 +75,8 @@ def expand_inputs(specs: list[str] | tuple[str, ...]) -> list[str]:
             if is_dataset_dir(Path(spec)):
                 out.append(spec)  # one table
                 continue
+            if sniff.is_beir_directory(Path(spec)):  # corpus and queries are not one input: name the file to give
+                raise InputError(sniff.directory_hint(Path(spec), spec))
             files = sorted(str(Path(spec) / e.name) for e in os.scandir(spec) if _visible(e.name) and e.is_file())
             if not files:
                 raise InputError(f"{spec}: the directory holds no input files")

@@ -54,9 +54,31 @@ def _quiet_environment() -> None:
     warnings.filterwarnings("ignore", module=r"ray(\..*)?")
 
 
+def _resolve_auto() -> str | None:
+    """Where ``--address auto`` points: the cluster `ray start` recorded on this machine (None: none)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # another Ray: let ray.init resolve it
+        return None
+    try:
+        return canonicalize_bootstrap_address("auto")
+    except (ConnectionError, ValueError, OSError):
+        raise VecpipeError("--address auto: no Ray cluster was started on this machine; start one with `ray start --head`, "
+                           "or leave out --address for a local Ray") from None
+
+
 def check_reachable(address: str) -> None:
-    """Refuse at once an explicit ``HOST:PORT`` (or ``ray://HOST:PORT``) where nothing listens."""
+    """Refuse at once an address where nothing listens (``auto``: the one `ray start` recorded here,
+    which may be a cluster stopped since), instead of Ray's own minute of retries."""
     if address == "auto":
+        resolved = _resolve_auto()
+        if resolved is None:
+            return
+        try:
+            check_reachable(resolved)
+        except VecpipeError:
+            raise VecpipeError(f"--address auto: the Ray cluster recorded on this machine ({resolved}) does not answer; "
+                               "start one with `ray start --head`, or leave out --address for a local Ray") from None
         return
     target = address.split("://", 1)[1] if "://" in address else address
     host, sep, port = target.rpartition(":")
