@@ -84,15 +84,27 @@ def test_embed_ray_equals_local_and_resumes(local_ray, inputs, tmp_path, tiny_mo
         res = cli("embed", *inputs, "--model", tiny_model_dir, "--engine", "ray", "-o", out)
         assert res.exit_code == 0 and "up to date" in res.output
 
-        # a killed job: no manifest, one part never written; the rerun embeds that one only
+        # a killed job on changed parameters: its finished parts staged, one part never written, the
+        # manifest of the earlier run still in place; the rerun embeds the missing part only
+        (out / ".vecpipe-partial").mkdir()
+        (out / "part-00000-00001.parquet").rename(out / ".vecpipe-partial" / "part-00000-00001.parquet")
         (out / dataset.MANIFEST).unlink()
         (out / "part-00001-00002.parquet").unlink()
         res = cli("embed", *inputs, "--model", tiny_model_dir, "--engine", "ray", "-o", out)
         assert res.exit_code == 0, res.output
         assert "reused 25 rows of finished parts, embedded 4" in res.output
         assert {p.name: p.read_bytes() for p in out.glob("part-*")} == before
+        assert not (out / ".vecpipe-partial").exists()
         c = read_vectors(out)
         assert c.ids.equals(b.ids) and np.array_equal(c.matrix, b.matrix)
+
+        # bad data on a rerun: refused, and the earlier dataset stays whole
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text('{"_id": "z1", "text": 5}\n')
+        res = cli("embed", *inputs, bad, "--model", tiny_model_dir, "--engine", "ray", "-o", out)
+        assert res.exit_code == 1 and "bad.jsonl:1" in res.output
+        d = read_vectors(out)
+        assert d.ids.equals(b.ids) and np.array_equal(d.matrix, b.matrix) and not (out / ".vecpipe-partial").exists()
     finally:
         del os.environ["VECPIPE_ENCODE_WINDOW"]
 

@@ -11,10 +11,14 @@
    last, atomically: the directory is one vectors table, rows in input order, then block order
    (the local engine's order), with the same ids and vectors.
 
+New parts are written into ``OUT_DIR/.vecpipe-partial/`` and moved into place, with the new
+manifest, only when the whole run succeeded: until then an earlier dataset in OUT_DIR stays whole.
+
 Resuming: each part records a key (the input's fingerprint, the block, the parameters that shape
-the vectors); a rerun after a kill keeps every part whose key matches and embeds only the rest. A
-rerun whose manifest matches the recorded one is up to date. Bad data (a duplicate id, a bad
-record) removes the parts this directory holds and leaves no manifest.
+the vectors); a rerun after a kill keeps every part whose key matches (staged by the killed run, or
+in the earlier dataset) and embeds only the rest. A rerun whose manifest matches the recorded one
+is up to date. Bad data (a duplicate id, a bad record) removes the staged parts and leaves the
+earlier dataset as it was (a new directory is removed).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from vecpipe.formats import dataset, metadata
 from vecpipe.formats.targets import atomic_open, exclusive_lock
 
 PART_KEY = "part"
+STAGING = ".vecpipe-partial"  # inside OUT_DIR: the parts of a run not yet complete (kept by a kill, for resuming)
 
 
 def _check(stage: Any, paths: list[str]) -> Path:
@@ -88,7 +93,8 @@ def run_ray_embed(stage: Any, engine: Any, options: Any) -> Any:
         engine.start()  # a cluster that cannot be reached fails here, before anything is written
         created = not out.exists()
         out.mkdir(exist_ok=True)
-        (out / dataset.MANIFEST).unlink(missing_ok=True)  # the directory is a dataset again once the run completes
+        staging = out / STAGING  # new parts wait here: the old dataset stays whole until the run completes
+        staging.mkdir(exist_ok=True)
         fingerprints = [manifests.fingerprint(p) for p in paths]
         items = [{"i": i, "path": p, "key": _part_key(fp, params, block)} for i, (p, fp) in enumerate(zip(paths, fingerprints))]
         config = {"model": stage.model, "pooling": stage.pooling, "max_length": stage.max_length, "prefix": stage.prefix,
@@ -99,14 +105,18 @@ def run_ray_embed(stage: Any, engine: Any, options: Any) -> Any:
             parts = _embed_parts(engine, items, config, options)
             _check_unique(parts, paths)
         except InputError:
-            _remove_parts(out, created)
+            # bad data: the new parts go (fixing the input changes its fingerprint anyway), the old dataset stays
+            shutil.rmtree(out if created else staging, ignore_errors=True)
             raise
         except Exception:
-            if created and not any(os.scandir(out)):
-                out.rmdir()
+            if created and not any(os.scandir(staging)):
+                shutil.rmtree(out, ignore_errors=True)
             raise
         entries = [p["entry"] for p in parts]
         keep = {e["name"] for e in entries}
+        for name in keep:
+            if (staging / name).is_file():
+                os.replace(staging / name, out / name)
         for e in os.scandir(out):  # parts of an earlier run on other inputs
             if e.name.startswith("part-") and e.name not in keep:
                 os.unlink(e.path)
@@ -115,6 +125,7 @@ def run_ray_embed(stage: Any, engine: Any, options: Any) -> Any:
             table_meta[manifests.MANIFEST_KEY] = run_manifest
         with atomic_open(out / dataset.MANIFEST, "wb") as fh:
             fh.write(dataset.manifest_bytes(table_meta, entries))
+        shutil.rmtree(staging, ignore_errors=True)
     rows = sum(e["rows"] for e in entries)
     reused = sum(p["entry"]["rows"] for p in parts if p["reused"])
     if reused:
@@ -133,15 +144,6 @@ def _up_to_date(out: Path, run_manifest: dict[str, Any]) -> bool:
     except InputError:
         return False
     return True
-
-
-def _remove_parts(out: Path, created: bool) -> None:
-    if created:
-        shutil.rmtree(out, ignore_errors=True)
-        return
-    for e in os.scandir(out):
-        if e.name.startswith("part-") or e.name.startswith(".part-"):
-            os.unlink(e.path)
 
 
 def _check_unique(parts: list[dict[str, Any]], paths: list[str]) -> None:
@@ -245,14 +247,17 @@ class _EmbedActor:
         from vecpipe.formats.vectors import vectors_batch, vectors_schema
 
         out = Path(self.config["out"])
-        path = out / dataset.part_name(row["i"], row["b"])
+        name = dataset.part_name(row["i"], row["b"])
+        path = out / STAGING / name
         key = row["key"]
-        if key is not None and path.is_file():
+        for done in (path, out / name):  # a part this run's killed try staged, or the finished dataset's
+            if key is None or not done.is_file():
+                continue
             try:
-                recorded = metadata.read(pq.read_schema(path)).get(PART_KEY)
-                if recorded == key and pq.ParquetFile(path).metadata.num_rows == len(row["ids"]):
-                    data = path.read_bytes()
-                    entry = {"name": path.name, "rows": len(row["ids"]), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                recorded = metadata.read(pq.read_schema(done)).get(PART_KEY)
+                if recorded == key and pq.ParquetFile(done).metadata.num_rows == len(row["ids"]):
+                    data = done.read_bytes()
+                    entry = {"name": name, "rows": len(row["ids"]), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                     return {"i": row["i"], "b": row["b"], "ids": row["ids"], "entry": entry, "reused": True}
             except (OSError, pa.ArrowException):
                 pass  # a damaged part is embedded again
