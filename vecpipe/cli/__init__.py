@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     if _debug_in_argv:  # anywhere: after a subcommand's arguments too, whatever the command
         args.remove("--debug")
     try:
-        rv = app(args=args, prog_name="vecpipe", standalone_mode=False)
+        rv = _app_for(args)(args=args, prog_name="vecpipe", standalone_mode=False)
         code: int | None = rv if isinstance(rv, int) else 0
     except typer.Exit as exc:
         code = exc.exit_code
@@ -268,6 +268,33 @@ def main(argv: list[str] | None = None) -> None:
     except OSError:
         pass
     sys.exit(code)
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app holding only the subcommand this command line runs, where it names one: typer builds
+    every registered command (and its options' help) before parsing, a tenth of a second that one
+    command does not need. Help, version and unknown names get the whole app."""
+    name = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-h", "--help", "--version"):
+            return app
+        if arg == "--log-format":
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            name = arg
+            break
+        i += 1
+    commands = [c for c in app.registered_commands if c.name == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if name is None or not (commands or groups):
+        return app
+    narrowed = copy.copy(app)
+    narrowed.registered_commands = commands
+    narrowed.registered_groups = groups
+    return narrowed
 
 
 class _NoPandasForArrow:
