@@ -107,6 +107,7 @@ class _Group(typer.core.TyperGroup):
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
+        _plain_coercion(self)  # the root's options, coerced without pydantic as the subcommands' are
         debug = next((p for p in self.params if p.name == "debug"), None)
         for name, cmd in self.commands.items():
             _polish(name, cmd, debug)
@@ -153,6 +154,26 @@ def _root_log_format(argv: list[str]) -> str | None:
     return None
 
 
+def _plain_coercion(cmd) -> None:  # type: ignore[no-untyped-def]
+    """Options of plain types coerced without pydantic (:mod:`vecpipe.cli._coerce`): the command's
+    declared options and the help option typer adds while parsing."""
+    from vecpipe.cli._coerce import plain_param
+
+    for p in cmd.params:
+        plain = plain_param(p)
+        if plain is not None:
+            p._runtime_param = plain
+    make_help = cmd.get_help_option
+
+    def get_help_option(ctx):  # type: ignore[no-untyped-def]
+        option = make_help(ctx)
+        if option is not None and getattr(option, "_runtime_param", False) is None:
+            option._runtime_param = plain_param(option)
+        return option
+
+    cmd.get_help_option = get_help_option
+
+
 def _polish(name: str, cmd, debug) -> None:  # type: ignore[no-untyped-def]
     """Help details for one subcommand (and, for a group, its own subcommands): ``--debug`` as an
     option of its own, value placeholders (``FILE``, ``SPEC``, ``N``; flags show none), and the
@@ -166,6 +187,7 @@ def _polish(name: str, cmd, debug) -> None:  # type: ignore[no-untyped-def]
         sub_debug = copy.copy(debug)
         sub_debug.expose_value = False  # the command's function never sees it
         params.append(sub_debug)
+    _plain_coercion(cmd)
     for p in params:
         kind = getattr(p, "param_type_name", "")
         if kind == "argument":
