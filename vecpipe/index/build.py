@@ -40,10 +40,13 @@ class BuiltIndex:
 
     @property
     def flat(self) -> bool:
-        """A flat float index: its bytes are the vectors themselves, better streamed than compressed."""
+        """An index whose bytes are mostly the float vectors themselves (Flat, HNSW over flat storage,
+        IVF-Flat): streamed into the file raw rather than compressed. zstd shrinks float vectors by
+        about 7%; on an HNSW32 index of 200,000 x 384 the graph lifts the saving to about 13%, at two
+        seconds of compression per build and a decompression (no mapping) at every search."""
         import faiss
 
-        return isinstance(self.index, faiss.IndexFlat)
+        return isinstance(self.index, (faiss.IndexFlat, faiss.IndexHNSWFlat, faiss.IndexIVFFlat))
 
     def write_to(self, sink: Callable[[bytes], int]) -> None:
         write_index_to(self.index, sink, self.binary)
