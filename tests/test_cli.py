@@ -107,3 +107,16 @@ def test_binary_output_to_a_terminal_is_refused(tmp_path, docs_queries):
     assert res.returncode == 2  # a usage error (issue 17), refused before any work or progress bar
     assert b"refusing to write binary Arrow data to a terminal" in res.stderr
     assert res.stderr.strip().count(b"\n") == 0
+
+
+def test_a_command_line_builds_only_its_subcommand():
+    """typer builds every registered command before parsing: main() hands it only the one the
+    command line names (root options first), and the whole app for help, version or an unknown name."""
+    from vecpipe.cli import _app_for, app
+
+    narrowed = _app_for(["--log-format", "json", "--debug", "search", "q.parquet", "--index", "i.vpi"])
+    assert [c.name for c in narrowed.registered_commands] == ["search"] and narrowed.registered_groups == []
+    assert [g.name for g in _app_for(["cache", "stats"]).registered_groups] == ["cache"]
+    for args in (["--help"], ["-h", "search"], ["--version"], ["bogus"], []):
+        assert _app_for(args) is app
+    assert len(app.registered_commands) > 10  # the global app is left whole

@@ -229,3 +229,27 @@ def test_training_sample_options_and_search_options(cli, tmp_path, docs_queries)
     cli("build-index", docs, "--spec", "HNSW8", "-o", tmp_path / "h.vpi", "-q")
     narrow = cli("search", queries, "--index", tmp_path / "h.vpi", "-k", 5, "--ef-search", 5, "--format", "trec", "-q")
     assert narrow.exit_code == 0 and len(narrow.stdout.splitlines()) == 100
+
+
+def test_flat_build_reserves_storage_once_and_equals_the_plain_add(tmp_path):
+    """A Flat build told the row count sizes faiss's storage once; the index equals one built by
+    plain adds, and a row count the file cannot hold (damaged metadata) reserves nothing."""
+    import faiss
+
+    from vecpipe.formats import sniff
+    from vecpipe.index.build import build_flat
+    from vecpipe.stages.build_index import plausible_rows
+
+    rng = np.random.default_rng(3)
+    mats = [rng.standard_normal((n, 8)).astype(np.float32) for n in (5, 7, 4)]
+    batches = [(pa.array([f"d{i}_{j}" for j in range(len(m))]), m, {"metric": "ip"}) for i, m in enumerate(mats)]
+    plain = build_flat(iter(batches), "v", "ip")
+    reserved = build_flat(iter(batches), "v", "ip", rows=16)
+    assert reserved.index.ntotal == plain.index.ntotal == 16
+    np.testing.assert_array_equal(faiss.vector_to_array(reserved.index.codes), faiss.vector_to_array(plain.index.codes))
+    assert reserved.ids.equals(plain.ids)
+    path = tmp_path / "v.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "x": [1, 2]}), path)
+    with sniff.Input(str(path)) as source:
+        assert plausible_rows(source, mats[0]) == 2
+        assert plausible_rows(source, np.zeros((1, 10**7), np.float32)) is None  # 2 rows of 40 MB in a tiny file

@@ -107,6 +107,7 @@ class _Group(typer.core.TyperGroup):
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
+        _plain_coercion(self)  # the root's options, coerced without pydantic as the subcommands' are
         debug = next((p for p in self.params if p.name == "debug"), None)
         for name, cmd in self.commands.items():
             _polish(name, cmd, debug)
@@ -153,6 +154,26 @@ def _root_log_format(argv: list[str]) -> str | None:
     return None
 
 
+def _plain_coercion(cmd) -> None:  # type: ignore[no-untyped-def]
+    """Options of plain types coerced without pydantic (:mod:`vecpipe.cli._coerce`): the command's
+    declared options and the help option typer adds while parsing."""
+    from vecpipe.cli._coerce import plain_param
+
+    for p in cmd.params:
+        plain = plain_param(p)
+        if plain is not None:
+            p._runtime_param = plain
+    make_help = cmd.get_help_option
+
+    def get_help_option(ctx):  # type: ignore[no-untyped-def]
+        option = make_help(ctx)
+        if option is not None and getattr(option, "_runtime_param", False) is None:
+            option._runtime_param = plain_param(option)
+        return option
+
+    cmd.get_help_option = get_help_option
+
+
 def _polish(name: str, cmd, debug) -> None:  # type: ignore[no-untyped-def]
     """Help details for one subcommand (and, for a group, its own subcommands): ``--debug`` as an
     option of its own, value placeholders (``FILE``, ``SPEC``, ``N``; flags show none), and the
@@ -166,6 +187,7 @@ def _polish(name: str, cmd, debug) -> None:  # type: ignore[no-untyped-def]
         sub_debug = copy.copy(debug)
         sub_debug.expose_value = False  # the command's function never sees it
         params.append(sub_debug)
+    _plain_coercion(cmd)
     for p in params:
         kind = getattr(p, "param_type_name", "")
         if kind == "argument":
@@ -252,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     if _debug_in_argv:  # anywhere: after a subcommand's arguments too, whatever the command
         args.remove("--debug")
     try:
-        rv = app(args=args, prog_name="vecpipe", standalone_mode=False)
+        rv = _app_for(args)(args=args, prog_name="vecpipe", standalone_mode=False)
         code: int | None = rv if isinstance(rv, int) else 0
     except typer.Exit as exc:
         code = exc.exit_code
@@ -268,6 +290,33 @@ def main(argv: list[str] | None = None) -> None:
     except OSError:
         pass
     sys.exit(code)
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app holding only the subcommand this command line runs, where it names one: typer builds
+    every registered command (and its options' help) before parsing, a tenth of a second that one
+    command does not need. Help, version and unknown names get the whole app."""
+    name = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-h", "--help", "--version"):
+            return app
+        if arg == "--log-format":
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            name = arg
+            break
+        i += 1
+    commands = [c for c in app.registered_commands if c.name == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if name is None or not (commands or groups):
+        return app
+    narrowed = copy.copy(app)
+    narrowed.registered_commands = commands
+    narrowed.registered_groups = groups
+    return narrowed
 
 
 class _NoPandasForArrow:

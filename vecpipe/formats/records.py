@@ -323,6 +323,29 @@ def open_arrow_batches(inp: sniff.Input, batch_size: int = 65536, columns: list[
     return schema, guarded_batches(batches, inp.name, inp.format)
 
 
+def count_rows(inp: sniff.Input) -> int | None:
+    """Cheap row count of a regular file input for progress totals (lines of text, Parquet metadata)."""
+    if not inp.regular or inp.path is None:
+        return None
+    try:
+        if inp.format == sniff.PARQUET:
+            return int(pq.ParquetFile(inp.path).metadata.num_rows)
+        if inp.format == sniff.ARROW_FILE:
+            with pa.memory_map(str(inp.path)) as source:
+                reader = ipc.open_file(source)
+                return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        if inp.format in (sniff.JSONL, sniff.TEXT):
+            with open(inp.path, "rb") as fh:
+                n, last = 0, b"\n"
+                while chunk := fh.read(1 << 22):
+                    n += chunk.count(b"\n")
+                    last = chunk[-1:]
+            return n + (last != b"\n")
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    return None
+
+
 def read_table(inp: sniff.Input, what: str) -> pa.Table:
     """A whole Arrow file/stream, Parquet or JSON-lines input as one table (runs, qrels).
 

@@ -40,10 +40,13 @@ class BuiltIndex:
 
     @property
     def flat(self) -> bool:
-        """A flat float index: its bytes are the vectors themselves, better streamed than compressed."""
+        """An index whose bytes are mostly the float vectors themselves (Flat, HNSW over flat storage,
+        IVF-Flat): streamed into the file raw rather than compressed. zstd shrinks float vectors by
+        about 7%; on an HNSW32 index of 200,000 x 384 the graph lifts the saving to about 13%, at two
+        seconds of compression per build and a decompression (no mapping) at every search."""
         import faiss
 
-        return isinstance(self.index, faiss.IndexFlat)
+        return isinstance(self.index, (faiss.IndexFlat, faiss.IndexHNSWFlat, faiss.IndexIVFFlat))
 
     def write_to(self, sink: Callable[[bytes], int]) -> None:
         write_index_to(self.index, sink, self.binary)
@@ -109,9 +112,11 @@ def build_index(
 
 
 def build_flat(batches: Iterator[tuple[pa.Array, np.ndarray, dict[str, Any]]], name: str, metric: str | None = None,
-               train_size: int = DEFAULT_TRAIN_SIZE, seed: int = 0) -> BuiltIndex:
+               train_size: int = DEFAULT_TRAIN_SIZE, seed: int = 0, rows: int | None = None) -> BuiltIndex:
     """A Flat index built batch by batch from float vectors: no copy of the whole matrix is made
-    (each batch is prepared and added as it is read), so memory holds the index and one batch."""
+    (each batch is prepared and added as it is read), so memory holds the index and one batch.
+    ``rows``, the input's row count where known, reserves the index's storage once instead of
+    growing it batch by batch (each growth copies everything added so far)."""
     import faiss
 
     index: Any = None
@@ -124,6 +129,10 @@ def build_flat(batches: Iterator[tuple[pa.Array, np.ndarray, dict[str, Any]]], n
             if metric == "hamming":
                 raise UsageError("--metric hamming needs binary vectors (vecpipe binarize) and a binary spec such as BFlat")
             index = faiss.IndexFlatL2(mat.shape[1]) if metric == "l2" else faiss.IndexFlatIP(mat.shape[1])
+            if rows and rows > len(mat):
+                # faiss's add resizes its code vector: sized once and emptied, it keeps the capacity
+                index.codes.resize(rows * index.code_size)
+                index.codes.resize(0)
         if mat.dtype.kind != "f":
             raise InputError(f"{name}: holds {mat.dtype} codes; build-index over float vectors here")
         index.add(prepare(mat, str(metric)))

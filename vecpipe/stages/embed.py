@@ -25,9 +25,9 @@ from typing import Any
 import pyarrow as pa
 
 from vecpipe.errors import InputError, UsageError
-from vecpipe.formats import metadata, sniff
+from vecpipe.formats import metadata
 from vecpipe.formats.multivectors import KIND, multivectors_batch, multivectors_schema
-from vecpipe.formats.records import Fields, read_records
+from vecpipe.formats.records import Fields, count_rows, read_records
 from vecpipe.formats.vectors import vectors_batch, vectors_schema
 from vecpipe.pipeline.background import Background
 from vecpipe.pipeline.progress import Progress
@@ -69,33 +69,6 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     if n < 1 or not 0 <= i < n:
         raise UsageError(f"--shard {text!r}: need 0 <= I < N")
     return i, n
-
-
-def count_rows(inp: sniff.Input) -> int | None:
-    """Cheap row count of a regular file input for progress totals (lines of text, Parquet metadata)."""
-    if not inp.regular or inp.path is None:
-        return None
-    try:
-        if inp.format == sniff.PARQUET:
-            import pyarrow.parquet as pq
-
-            return int(pq.ParquetFile(inp.path).metadata.num_rows)
-        if inp.format == sniff.ARROW_FILE:
-            import pyarrow.ipc as ipc
-
-            with pa.memory_map(str(inp.path)) as source:
-                reader = ipc.open_file(source)
-                return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
-        if inp.format in (sniff.JSONL, sniff.TEXT):
-            with open(inp.path, "rb") as fh:
-                n, last = 0, b"\n"
-                while chunk := fh.read(1 << 22):
-                    n += chunk.count(b"\n")
-                    last = chunk[-1:]
-            return n + (last != b"\n")
-    except (OSError, ValueError, pa.ArrowException):
-        return None
-    return None
 
 
 def blocks(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:

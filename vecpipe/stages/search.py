@@ -11,13 +11,13 @@ import pyarrow as pa
 
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import metadata, registry, sniff
-from vecpipe.formats.records import Fields, open_arrow_batches, read_records
+from vecpipe.formats.records import Fields, count_rows, open_arrow_batches, read_records
 from vecpipe.formats.runs import DEFAULT_TAG, check_tag
 from vecpipe.formats.vectors import has_vectors, vectors_from_arrow
 from vecpipe.index.search import LoadedIndex, load_index, search_run
 from vecpipe.pipeline.progress import Progress
 from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
-from vecpipe.stages.embed import count_rows, embed_records, model_ref
+from vecpipe.stages.embed import embed_records, model_ref
 
 DEFAULT_MULTIPLIER = 4
 
