@@ -213,12 +213,12 @@ def main() -> None:
     t = time.perf_counter()
     _, _, err = vp("build-index", str(docs), "--spec", args.spec, "-o", str(index), "--force")
     build_s = time.perf_counter() - t
-    build_peak = int(float(err.rsplit("peak memory ", 1)[1].split()[0]) * 2**20)  # the CLI's VmHWM
+    build_peak = int(float(err.rsplit("peak memory ", 1)[1].split()[0]) * 2**20)  # the CLI's peak RssAnon
     meta = json.loads(subprocess.run([sys.executable, "-m", "vecpipe", "inspect", str(index), "--format", "json"], text=True,
                                      stdout=subprocess.PIPE, check=True).stdout)["vecpipe"]
     info = meta["spann"]
-    print(f"\nSPANN build: vecpipe build-index {docs.name} --spec {args.spec}: {build_s:.0f} s, peak RSS {build_peak / 2**20:,.0f} MiB "
-          f"({build_peak / floats:.0%} of the float vectors); {info['heads']:,} heads, replication {info['replication']}, "
+    print(f"\nSPANN build: vecpipe build-index {docs.name} --spec {args.spec}: {build_s:.0f} s, peak anonymous RSS "
+          f"{build_peak / 2**20:,.0f} MiB ({build_peak / floats:.0%} of the float vectors; the input Parquet is memory-mapped on top); {info['heads']:,} heads, replication {info['replication']}, "
           f"lists {info['mean_list']} on average (max {info['max_list']}, cap {info['cap']}), "
           f"{index.stat().st_size / 2**20:,.0f} MiB file", flush=True)
     print("  " + err.strip().splitlines()[-1])

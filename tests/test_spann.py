@@ -72,6 +72,9 @@ def test_spann_rerun_and_changed_parameters(cli, tmp_path, docs_queries):
     res = cli("build-index", docs, "--spec", "SPANN,heads=0.05,replicas=2", "-o", index)
     assert res.exit_code == 0 and "up to date" not in res.output
     assert vpi.read_header(index)["meta"]["spann"]["replicas"] == 2
+    res = cli("build-index", docs, "--spec", "SPANN,heads=0.05,replicas=4,rng=0,eps=1", "-o", index)
+    assert res.exit_code == 0
+    assert vpi.read_header(index)["meta"]["spann"]["replication"] > 1.5  # without the RNG rule, replicas are kept
     assert cli("build-index", docs, "--spec", "SPANN,heads=0.05", "-o", index, "--force").exit_code == 0
     assert index.read_bytes() == before  # same input and parameters: same bytes
 
@@ -129,7 +132,7 @@ def test_spann_spec_parsing():
     p = spann.parse_spec("spann, heads=0.2 ,replicas=4,codes=sq8,max-dist-ratio=2")
     assert (p["heads"], p["replicas"], p["codes"], p["max_dist_ratio"]) == (0.2, 4, "sq8", 2.0)
     for bad in ("SPANN,heads=0", "SPANN,replicas=1.5", "SPANN,replicas=2,replicas=3", "SPANN,x=1", "SPANN,heads",
-                "SPANN,max_dist_ratio=0.9", "SPANN,eps=inf", "SPANN,head_codes=pq"):
+                "SPANN,max_dist_ratio=0.9", "SPANN,eps=inf", "SPANN,head_codes=pq", "SPANN,rng=2"):
         with pytest.raises(UsageError):
             spann.parse_spec(bad)
 
@@ -148,6 +151,8 @@ def test_rng_rule_and_eps_choose_replicas():
     assert np.all(np.diff(out_d[0][: len(chosen)]) >= 0)
     one, _ = spann.select_replicas(x, heads, dist[order][None, :], cand, replicas=1, eps=0.5)
     assert one.tolist() == [[2]]
+    no_rng, _ = spann.select_replicas(x, heads, dist[order][None, :], cand, replicas=8, eps=0.5, rng=False)
+    assert set(no_rng[0][no_rng[0] >= 0].tolist()) == {0, 1, 2, 3}  # all within (1+eps), head 4 still too far
 
 
 def test_balanced_kmeans_evens_cluster_sizes():

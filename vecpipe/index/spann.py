@@ -14,7 +14,7 @@ chunks read with ``os.pread``, so the builder's memory holds the heads, the assi
 3. assignment: each vector goes to up to ``replicas`` of its nearest heads, taken in order of
    distance, under the paper's two rules: a head further than (1 + ``eps``) times the closest head's
    distance is not taken, and a head that is closer to an already chosen head than to the vector
-   is skipped (the RNG rule: that head's list is already represented).
+   is skipped (the RNG rule: that head's list is already represented; ``rng=0`` turns it off).
 4. posting lists: capped at ``cap`` entries (a vector's closest head always keeps it; only its
    replicas are dropped, furthest first), each stored contiguously from a 4 KB boundary of the file:
    ``count`` int32 row numbers, then ``count`` codes (``f32``, ``f16`` or ``sq8``).
@@ -54,13 +54,13 @@ from vecpipe.metric import check_metric, default_metric, prepare, scores_from_di
 BLOCK = 4096
 CODES = {"f32": 4, "f16": 2, "sq8": 1}
 #: Parameters of ``--spec SPANN,key=value,...``: (default, low, high) for numbers.
-DEFAULTS: dict[str, Any] = {"heads": 0.1, "replicas": 8, "eps": 0.5, "cap": 0, "codes": "f16", "head_codes": "sq8",
+DEFAULTS: dict[str, Any] = {"heads": 0.1, "replicas": 8, "eps": 0.5, "rng": 1, "cap": 0, "codes": "f16", "head_codes": "sq8",
                             "m": 16, "nprobe": 32, "max_dist_ratio": 0.0}
 HEAD_CODES = ("sq8", "f16", "f32")
-RANGES: dict[str, tuple[float, float]] = {"heads": (1e-4, 0.5), "replicas": (1, 8), "eps": (0.0, 10.0), "cap": (0, 1 << 20),
+RANGES: dict[str, tuple[float, float]] = {"heads": (1e-4, 0.5), "replicas": (1, 8), "rng": (0, 1), "eps": (0.0, 10.0), "cap": (0, 1 << 20),
                                          "m": (4, 128), "nprobe": (1, 1 << 16), "max_dist_ratio": (0.0, 100.0)}
-INTEGER = ("replicas", "cap", "m", "nprobe")
-SPEC_HELP = ("SPANN[,heads=0.1][,replicas=8][,eps=0.5][,cap=0 (auto)][,codes=f16|f32|sq8][,head_codes=sq8|f16|f32]"
+INTEGER = ("replicas", "rng", "cap", "m", "nprobe")
+SPEC_HELP = ("SPANN[,heads=0.1][,replicas=8][,eps=0.5][,rng=1|0][,cap=0 (auto)][,codes=f16|f32|sq8][,head_codes=sq8|f16|f32]"
              "[,m=16][,nprobe=32][,max_dist_ratio=0]")
 CHUNK = 16384
 GROUP = 16  # queries searched together (their posting lists read once, held together)
@@ -113,6 +113,18 @@ def canonical(params: dict[str, Any]) -> str:
 # -- building ---------------------------------------------------------------------------------------
 
 
+class _Peak:
+    """The largest anonymous resident memory (RssAnon) seen at sampling points: the builder's own
+    memory, apart from file pages mapped for reading (a memory-mapped Parquet input counts in VmRSS
+    and VmHWM although the kernel can drop it at any time)."""
+
+    value = 0
+
+    @classmethod
+    def sample(cls) -> None:
+        cls.value = max(cls.value, rss_bytes("RssAnon"))
+
+
 class _Spill:
     """The prepared float32 vectors in a temporary file, read back in chunks or by rows with pread."""
 
@@ -127,6 +139,7 @@ class _Spill:
         self.n += len(mat)
 
     def rows(self, start: int, stop: int) -> np.ndarray:
+        _Peak.sample()
         raw = os.pread(self.fh.fileno(), (stop - start) * self.d * 4, start * self.d * 4)
         return np.frombuffer(raw, np.float32).reshape(stop - start, self.d)
 
@@ -238,7 +251,7 @@ def head_index(heads: np.ndarray, m: int, codes: str) -> Any:
 
 
 def select_replicas(x: np.ndarray, heads: np.ndarray, dist: np.ndarray, cand: np.ndarray, replicas: int,
-                    eps: float) -> tuple[np.ndarray, np.ndarray]:
+                    eps: float, rng: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``replicas`` heads per row of ``x`` among its candidates (nearest first, L2 squared
     ``dist``): within (1+eps) of the closest head's distance, and by the RNG rule (a head closer to
     an already chosen head than to the vector is skipped). Returns (heads, distances), -1 padded."""
@@ -257,7 +270,7 @@ def select_replicas(x: np.ndarray, heads: np.ndarray, dist: np.ndarray, cand: np
         cj = heads[cand[active, j]]
         ok = np.ones(len(active), bool)
         dj = root[active, j]
-        for t in range(replicas):
+        for t in range(replicas if rng else 0):
             chosen = out[active, t]
             has = chosen >= 0
             if not has.any():
@@ -332,6 +345,7 @@ def build(batches: Iterator[tuple[pa.Array, np.ndarray, dict[str, Any]]], name: 
     import faiss
 
     params = parse_spec(spec)
+    _Peak.value = 0
     spill = _Spill(workdir)
     try:
         source: dict[str, Any] = {}
@@ -348,6 +362,7 @@ def build(batches: Iterator[tuple[pa.Array, np.ndarray, dict[str, Any]]], name: 
             elif mat.shape[1] != spill.d:
                 raise InputError(f"{name}: rows of dimension {mat.shape[1]} after rows of dimension {spill.d}")
             spill.append(prepare(mat, str(metric)))
+            _Peak.sample()
             ids_parts.append(ids)
         if not ids_parts or spill.n == 0:
             raise InputError(f"{name}: no vectors to index")
@@ -371,7 +386,7 @@ def build(batches: Iterator[tuple[pa.Array, np.ndarray, dict[str, Any]]], name: 
         for start, mat in spill.chunks():
             _, cand = hindex.search(mat, n_cand)
             exact = _exact_l2(mat, heads, cand)  # the graph's distances are over coded heads: recomputed
-            a, ad = select_replicas(mat, heads, exact, cand, replicas, float(params["eps"]))
+            a, ad = select_replicas(mat, heads, exact, cand, replicas, float(params["eps"]), bool(params["rng"]))
             assign[start : start + len(mat)] = a
             adist[start : start + len(mat)] = ad
             if note and start and start % (CHUNK * 16) == 0:
@@ -404,6 +419,7 @@ def build(batches: Iterator[tuple[pa.Array, np.ndarray, dict[str, Any]]], name: 
         if params["codes"] == "sq8":
             lo, step = _sq8_ranges(spill, seed)
             extra["spann_sq8"] = np.concatenate([lo, step]).astype("<f4").tobytes()
+        _Peak.sample()
         postings = tempfile.TemporaryFile(dir=workdir)
         try:
             postings.truncate(total)
@@ -448,7 +464,8 @@ def build(batches: Iterator[tuple[pa.Array, np.ndarray, dict[str, Any]]], name: 
         if note:
             note(f"SPANN: {n_heads} heads, {stats['postings']} postings ({stats['replication']:.2f} per vector), "
                  f"lists of {stats['mean_list']:.1f} on average (at most {stats['max_list']}), {total / 1e6:.1f} MB on disk")
-        return SpannBuild(meta, all_ids, extra, postings, total, {})
+        _Peak.sample()
+        return SpannBuild(meta, all_ids, extra, postings, total, {"anon": _Peak.value, "hwm": rss_bytes("VmHWM")})
     finally:
         spill.close()
 

@@ -165,9 +165,10 @@ class BuildIndex(Stage):
                                index_align=spann.BLOCK)
         finally:
             built.close()
-        peak = spann.rss_bytes("VmHWM")
+        peak = built.peak
         ctx.done(f"wrote {ctx.target.display}: {meta['count']} vectors, SPANN with {meta['spann']['heads']} heads, "
-                 f"metric {meta['metric']} (peak memory {peak / 2**20:.0f} MiB)")
+                 f"metric {meta['metric']} (peak memory {peak['anon'] / 2**20:.0f} MiB anonymous; VmHWM {peak['hwm'] / 2**20:.0f} "
+                 "MiB with the memory-mapped input)")
         return meta
 
     def ordered(self, vecs: Any, ctx: Context) -> Any:
