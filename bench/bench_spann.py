@@ -218,7 +218,8 @@ def main() -> None:
                                      stdout=subprocess.PIPE, check=True).stdout)["vecpipe"]
     info = meta["spann"]
     print(f"\nSPANN build: vecpipe build-index {docs.name} --spec {args.spec}: {build_s:.0f} s, peak anonymous RSS "
-          f"{build_peak / 2**20:,.0f} MiB ({build_peak / floats:.0%} of the float vectors; the input Parquet is memory-mapped on top); {info['heads']:,} heads, replication {info['replication']}, "
+          f"{build_peak / 2**20:,.0f} MiB ({build_peak / floats:.0%} of the float vectors; the input Parquet is memory-mapped on top); "
+          f"{info['heads']:,} heads, replication {info['replication']}, "
           f"lists {info['mean_list']} on average (max {info['max_list']}, cap {info['cap']}), "
           f"{index.stat().st_size / 2**20:,.0f} MiB file", flush=True)
     print("  " + err.strip().splitlines()[-1])
