@@ -184,7 +184,12 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / ".spann")
     ap.add_argument("--spec", default="SPANN")
+    ap.add_argument("--settings", default="4:0,8:0,16:0,32:0,64:0,128:0,64:1.5,128:1.5",
+                    help="SPANN searches: nprobe:max_dist_ratio,...")
     ap.add_argument("--no-baselines", action="store_true", help="skip faiss IVF-Flat and IVF-PQ")
+    ap.add_argument("--no-spann", action="store_true", help="the faiss baselines only")
+    ap.add_argument("--docs", type=Path, help="384-d vectors to use instead of synthetic ones (e.g. SciFact's)")
+    ap.add_argument("--query-vectors", type=Path, help="with --docs: the query vectors")
     ap.add_argument("--child", nargs="+")
     args = ap.parse_args()
     if args.child:
@@ -200,41 +205,50 @@ def main() -> None:
         return
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
-    n = args.n
+    t = time.perf_counter()
+    if args.docs:
+        import pyarrow.parquet as pq
+
+        docs, queries = args.docs, args.query_vectors
+        n = pq.ParquetFile(docs).metadata.num_rows
+        what = docs.name
+    else:
+        n = args.n
+        docs, queries = make_data(work, n, args.queries)
+        what = "synthetic clustered vectors"
     floats = n * DIM * 4
-    t = time.perf_counter()
-    docs, queries = make_data(work, n, args.queries)
     q = queries_of(queries)
-    gt_path = work / f"gt-{n}-{args.queries}.npy"
+    gt_path = work / f"gt-{docs.stem}-{n}-{len(q)}.npy"
     ground_truth(docs, q, gt_path)
-    print(f"data: {n:,} x {DIM} synthetic clustered vectors ({floats / 2**20:,.0f} MiB as float32), {len(q)} queries; "
+    print(f"data: {n:,} x {DIM} {what} ({floats / 2**20:,.0f} MiB as float32), {len(q)} queries; "
           f"data + exact ground truth {time.perf_counter() - t:.0f} s", flush=True)
-    index = work / f"spann-{n}.vpi"
-    t = time.perf_counter()
-    _, _, err = vp("build-index", str(docs), "--spec", args.spec, "-o", str(index), "--force")
-    build_s = time.perf_counter() - t
-    build_peak = int(float(err.rsplit("peak memory ", 1)[1].split()[0]) * 2**20)  # the CLI's peak RssAnon
-    meta = json.loads(subprocess.run([sys.executable, "-m", "vecpipe", "inspect", str(index), "--format", "json"], text=True,
-                                     stdout=subprocess.PIPE, check=True).stdout)["vecpipe"]
-    info = meta["spann"]
-    print(f"\nSPANN build: vecpipe build-index {docs.name} --spec {args.spec}: {build_s:.0f} s, peak anonymous RSS "
-          f"{build_peak / 2**20:,.0f} MiB ({build_peak / floats:.0%} of the float vectors; the input Parquet is memory-mapped on top); "
-          f"{info['heads']:,} heads, replication {info['replication']}, "
-          f"lists {info['mean_list']} on average (max {info['max_list']}, cap {info['cap']}), "
-          f"{index.stat().st_size / 2**20:,.0f} MiB file", flush=True)
-    print("  " + err.strip().splitlines()[-1])
-    settings = "4:0,8:0,16:0,32:0,64:0,128:0,64:1.5,128:1.5"
-    res = child("spann", str(index), str(queries), str(gt_path), settings)
-    print(f"\nSPANN search (fresh process): RSS {res['rss_before_load'] / 2**20:.0f} MiB before loading, "
-          f"{res['rss_after_load'] / 2**20:.0f} MiB after ({res['rss_after_load'] / floats:.1%} of the float vectors); "
-          f"index's own memory {res['index_memory'] / 2**20:.0f} MiB ({res['index_memory'] / floats:.1%}); "
-          f"peak RSS while searching {res['peak_rss'] / 2**20:.0f} MiB ({res['peak_rss'] / floats:.1%})")
-    print(f"{'nprobe':>6} {'ratio':>5} {'recall@10':>9} {'q/s warm':>9} {'q/s cold':>9} {'KiB read/q':>10} {'lists/q':>7} "
-          f"{'RSS MiB':>8} {'RSS/floats':>10}")
-    for r in res["rows"]:
-        print(f"{r['nprobe']:>6} {r['max_dist_ratio']:>5g} {r['recall']:>9.4f} {r['qps_warm']:>9.0f} {r['qps_cold']:>9.0f} "
-              f"{r['bytes_per_query'] / 1024:>10.0f} {r['lists_per_query']:>7.1f} {r['rss'] / 2**20:>8.0f} {r['rss'] / floats:>10.1%}",
-              flush=True)
+    if not args.no_spann:
+        index = work / f"spann-{n}.vpi"
+        t = time.perf_counter()
+        _, _, err = vp("build-index", str(docs), "--spec", args.spec, "-o", str(index), "--force")
+        build_s = time.perf_counter() - t
+        build_peak = int(float(err.rsplit("peak memory ", 1)[1].split()[0]) * 2**20)  # the CLI's peak RssAnon
+        meta = json.loads(subprocess.run([sys.executable, "-m", "vecpipe", "inspect", str(index), "--format", "json"], text=True,
+                                         stdout=subprocess.PIPE, check=True).stdout)["vecpipe"]
+        info = meta["spann"]
+        print(f"\nSPANN build: vecpipe build-index {docs.name} --spec {args.spec}: {build_s:.0f} s, peak anonymous RSS "
+              f"{build_peak / 2**20:,.0f} MiB ({build_peak / floats:.0%} of the float vectors; the input Parquet is memory-mapped on top); "
+              f"{info['heads']:,} heads, replication {info['replication']}, "
+              f"lists {info['mean_list']} on average (max {info['max_list']}, cap {info['cap']}), "
+              f"{index.stat().st_size / 2**20:,.0f} MiB file", flush=True)
+        print("  " + err.strip().splitlines()[-1])
+        settings = args.settings
+        res = child("spann", str(index), str(queries), str(gt_path), settings)
+        print(f"\nSPANN search (fresh process): RSS {res['rss_before_load'] / 2**20:.0f} MiB before loading, "
+              f"{res['rss_after_load'] / 2**20:.0f} MiB after ({res['rss_after_load'] / floats:.1%} of the float vectors); "
+              f"index's own memory {res['index_memory'] / 2**20:.0f} MiB ({res['index_memory'] / floats:.1%}); "
+              f"peak RSS while searching {res['peak_rss'] / 2**20:.0f} MiB ({res['peak_rss'] / floats:.1%})")
+        print(f"{'nprobe':>6} {'ratio':>5} {'recall@10':>9} {'q/s warm':>9} {'q/s cold':>9} {'KiB read/q':>10} {'lists/q':>7} "
+              f"{'RSS MiB':>8} {'RSS/floats':>10}")
+        for r in res["rows"]:
+            print(f"{r['nprobe']:>6} {r['max_dist_ratio']:>5g} {r['recall']:>9.4f} {r['qps_warm']:>9.0f} {r['qps_cold']:>9.0f} "
+                  f"{r['bytes_per_query'] / 1024:>10.0f} {r['lists_per_query']:>7.1f} {r['rss'] / 2**20:>8.0f} {r['rss'] / floats:>10.1%}",
+                  flush=True)
     nlist = max(64, int(4 * np.sqrt(n)) // 64 * 64)
     for spec in () if args.no_baselines else (f"IVF{nlist},Flat", f"IVF{nlist},PQ64"):
         path = work / f"{spec.replace(',', '_')}-{n}.faiss"
