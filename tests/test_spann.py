@@ -101,6 +101,13 @@ def test_spann_max_dist_ratio_reads_fewer_lists(tmp_path, docs_queries, cli):
     assert loaded.lists_read <= len(q) + 2
     res = cli("search", docs_queries[1], "--index", index, "--max-dist-ratio", "1.5", "-k", 5, "--format", "trec")
     assert res.exit_code == 0, res.output
+    # the head graph holds heads, not documents: feedback needs the document vectors
+    exact = tmp_path / "f32.vpi"
+    assert cli("build-index", docs, "--spec", "SPANN,head_codes=f32", "-o", exact).exit_code == 0
+    res = cli("search", docs_queries[1], "--index", exact, "--prf", 3, "-k", 5, "--format", "trec")
+    assert res.exit_code == 1 and "--rescore" in res.output
+    res = cli("search", docs_queries[1], "--index", exact, "--prf", 3, "-k", 5, "--rescore", docs, "--format", "trec")
+    assert res.exit_code == 0, res.output
 
 
 @pytest.mark.parametrize("codes", ["f16", "sq8"])
