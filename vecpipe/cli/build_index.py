@@ -76,8 +76,9 @@ def build_index(
     k-means heads (a share `heads` of the vectors) in an in-memory HNSW graph, each vector in the
     posting lists of up to `replicas` nearest heads (within 1+`eps` of the nearest, RNG rule), lists
     capped at `cap` entries (0: 4x the mean) and stored in 4 KB blocks of the .vpi file, as `codes`
-    f32, f16 or sq8. Parameters: SPANN,heads=0.02,replicas=8,eps=0.5,rng=1,cap=0,codes=f16,head_codes=sq8,m=16,nprobe=128,
-    max_dist_ratio=0 (the last two: search defaults). The vectors are streamed through a temporary
+    f32, f16 or sq8. Parameters, written SPANN,key=value,... (defaults): heads=0.02, replicas=8,
+    eps=0.5, rng=1, cap=0, codes=f16, head_codes=sq8, m=16, nprobe=128, max_dist_ratio=0
+    (the last two: search defaults). The vectors are streamed through a temporary
     file beside the output; memory holds the heads and the assignments, not the vectors.
     """
     from vecpipe.formats.records import Fields
