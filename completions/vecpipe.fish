@@ -33,6 +33,7 @@ complete -c vecpipe -n '__fish_seen_subcommand_from binarize' -l debug -d 'On an
 complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -F
 complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l output -s o -r -F -d 'The index file to write (.vpi'
 complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l spec -x -a 'Flat HNSW32 HNSW64 HNSW32_SQ8 HNSW32,Flat IVF1024,Flat IVF4096,Flat IVF1024,SQ8 IVF1024,PQ48 IVF1024,PQ48,RFlat IVF1024_HNSW32,Flat OPQ48,IVF1024,PQ48 PQ48 PQ48x4fs SQ8 SQ4 SQfp16 PCA128,Flat BFlat BHNSW32 BIVF1024 BIVF1024_HNSW32' -d 'faiss index_factory string: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ48, OPQ48,IVF1024,PQ48, SQ8, '
+complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l order -x -a 'input random lid-desc lid-asc' -d 'HNSW insertion order: input, random (--seed), lid-desc or lid-asc (by local intrinsic dimensionality, highest or lowest first)'
 complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l metric -x -a 'ip l2 cos hamming' -d 'ip, l2 or cos (default: what the vectors record)'
 complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l train-size -x -d 'Vectors sampled to train IVF/PQ/OPQ'
 complete -c vecpipe -n '__fish_seen_subcommand_from build-index' -l seed -x -d 'Seed of the training sample'
@@ -179,6 +180,9 @@ complete -c vecpipe -n '__fish_seen_subcommand_from fuse' -l debug -d 'On an err
 complete -c vecpipe -n '__fish_seen_subcommand_from inspect' -F
 complete -c vecpipe -n '__fish_seen_subcommand_from inspect' -l format -x -a 'text json' -d 'text or json'
 complete -c vecpipe -n '__fish_seen_subcommand_from inspect' -l system -d 'Describe this machine instead: the model runtime (onnxruntime or onnxruntime-gpu) and its usable providers, faiss, the CPU\'s SIMD features, the extras installed'
+complete -c vecpipe -n '__fish_seen_subcommand_from inspect' -l diagnose -d 'For a float faiss index: recall@k against exact search per query (quantiles, worst queries), the local intrinsic dimensionality (MLE, 20 neighbours) of queries and documents, and how recall correlates with it'
+complete -c vecpipe -n '__fish_seen_subcommand_from inspect' -l queries -r -F -d '--diagnose: the query vectors'
+complete -c vecpipe -n '__fish_seen_subcommand_from inspect' -l k -s k -x -d '--diagnose: recall@k'
 complete -c vecpipe -n '__fish_seen_subcommand_from inspect' -l debug -d 'On an error, show the Python traceback (also VECPIPE_DEBUG=1)'
 complete -c vecpipe -n '__fish_seen_subcommand_from merge' -F
 complete -c vecpipe -n '__fish_seen_subcommand_from merge' -l output -s o -r -F -d 'Output file'
@@ -236,7 +240,8 @@ complete -c vecpipe -n '__fish_seen_subcommand_from search' -l k -s k -x -d 'Res
 complete -c vecpipe -n '__fish_seen_subcommand_from search' -l output -s o -r -F -d 'Output file'
 complete -c vecpipe -n '__fish_seen_subcommand_from search' -l format -x -a 'arrow parquet trec msmarco' -d 'arrow, parquet, trec text or msmarco (qid, docid, rank TSV) (default: by extension'
 complete -c vecpipe -n '__fish_seen_subcommand_from search' -l tag -x -d 'Run tag in TREC output'
-complete -c vecpipe -n '__fish_seen_subcommand_from search' -l nprobe -x -d 'IVF lists searched (default: recorded in the index'
+complete -c vecpipe -n '__fish_seen_subcommand_from search' -l nprobe -x -d 'IVF lists (or SPANN posting lists) searched (default: recorded in the index'
+complete -c vecpipe -n '__fish_seen_subcommand_from search' -l max-dist-ratio -x -d 'SPANN: skip posting lists whose head is further than R times the nearest head (R >= 1'
 complete -c vecpipe -n '__fish_seen_subcommand_from search' -l ef-search -x -d 'HNSW efSearch (default: recorded in the index'
 complete -c vecpipe -n '__fish_seen_subcommand_from search' -l batch-size -x -d 'Queries searched per batch'
 complete -c vecpipe -n '__fish_seen_subcommand_from search' -l rescore -r -F -d 'Full-precision vectors file: fetch k x --rescore-multiplier candidates, rescore them exactly, keep k'

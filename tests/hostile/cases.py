@@ -71,6 +71,8 @@ from hostile_harness import (
     sidecar_of,
 )
 
+from vecpipe.formats import vpi
+
 CASES: list[Case] = []
 WRITERS = ("embed", "quantize", "binarize", "build-index", "build-index-update", "search", "rerank", "eval", "merge", "fuse", "compare")
 
@@ -1878,6 +1880,113 @@ def _class_muvera():
 
 
 _class_muvera()
+
+def _class_spann():
+    """Issue 14: the SPANN disk index, --max-dist-ratio, --order and inspect --diagnose."""
+    for slug, spec in (("heads-over", "SPANN,heads=2"), ("unknown-key", "SPANN,fanout=3"), ("codes", "SPANN,codes=pq"),
+                       ("replicas-9", "SPANN,replicas=9"), ("ratio-half", "SPANN,max_dist_ratio=0.5"), ("nan", "SPANN,eps=nan")):
+        def setup(ctx, spec=spec):
+            cp(ctx, "docs.parquet")
+            return Inv(argv=["build-index", "docs.parquet", "--spec", spec, "-o", "out.vpi"], out=["out.vpi"], mention=["SPANN"])
+
+        add(f"class6-build-index-spann-{slug}", 6, "build-index", setup, Refuse(2))
+
+    def setup_stdout(ctx):
+        cp(ctx, "docs.parquet")
+        return Inv(argv=["build-index", "docs.parquet", "--spec", "SPANN", "-o", "-"], mention=["-o INDEX.vpi"])
+
+    add("class6-build-index-spann-stdout", 6, "build-index", setup_stdout, Refuse(2))
+
+    def setup_nan(ctx):
+        mat = DOCS.copy()
+        mat[7, 3] = np.nan
+        write_vectors(ctx.path("dn.parquet"), DOC_IDS, mat)
+        return Inv(argv=["build-index", "dn.parquet", "--spec", "SPANN,heads=0.1", "-o", "out.vpi"], out=["out.vpi"], mention_id=["d7"])
+
+    add("class3-build-index-spann-nan", 3, "build-index", setup_nan, Refuse(1))
+
+    def setup_dup(ctx):
+        write_vectors(ctx.path("dd.parquet"), list(DOC_IDS) + [DOC_IDS[5]], np.vstack([DOCS, DOCS[9:10]]))
+        return Inv(argv=["build-index", "dd.parquet", "--spec", "SPANN", "-o", "out.vpi"], out=["out.vpi"], mention_id=["d5"])
+
+    add("class5-build-index-spann-duplicate-id", 5, "build-index", setup_dup, Refuse(1))
+
+    def build_spann(ctx):
+        cp(ctx, "docs.parquet")
+        ctx.vp("build-index", "docs.parquet", "--spec", "SPANN,heads=0.1,nprobe=8", "-o", "spann.vpi")
+
+    def setup_wrong_dim(ctx):
+        build_spann(ctx)
+        write_vectors(ctx.path("q16.parquet"), QIDS, np.ascontiguousarray(QUERIES[:, :16]))
+        return Inv(argv=["search", "q16.parquet", "--index", "spann.vpi", "-k", "5", "-o", "run.parquet"], out=["run.parquet"],
+                   mention=["dimension"])
+
+    add("class4-search-spann-wrong-dimension", 4, "search", setup_wrong_dim, Refuse(1))
+
+    def setup_corrupt(ctx):
+        build_spann(ctx)
+        cp(ctx, "queries.parquet")
+        path = ctx.path("spann.vpi")
+        header = vpi.read_header(path)
+        entry = next(e for e in header["sections"] if e["name"] == "index")
+        data = bytearray(path.read_bytes())
+        for pos in range(entry["offset"], entry["offset"] + entry["length"], 4096):  # every list's first row number
+            data[pos] ^= 0xFF
+        path.write_bytes(bytes(data))
+        return Inv(argv=["search", "queries.parquet", "--index", "spann.vpi", "-k", "5", "-o", "run.parquet"], out=["run.parquet"],
+                   mention=["corrupt"])
+
+    add("class7-search-spann-corrupt-posting-list", 7, "search", setup_corrupt, Refuse(1))
+
+    for slug, index, ratio, code in (("flat", "flat.vpi", "2", 2), ("below-one", "spann.vpi", "0.5", 2)):
+        def setup_ratio(ctx, index=index, ratio=ratio):
+            cp(ctx, "queries.parquet")
+            if index == "spann.vpi":
+                build_spann(ctx)
+            else:
+                cp(ctx, index)
+            return Inv(argv=["search", "queries.parquet", "--index", index, "--max-dist-ratio", ratio, "-k", "5", "-o", "run.parquet"],
+                       out=["run.parquet"], mention=["--max-dist-ratio"])
+
+        add(f"class6-search-max-dist-ratio-{slug}", 6, "search", setup_ratio, Refuse(code))
+
+    def setup_order(ctx):
+        cp(ctx, "docs.parquet")
+        return Inv(argv=["build-index", "docs.parquet", "--spec", "IVF4,Flat", "--order", "random", "-o", "out.vpi"], out=["out.vpi"],
+                   mention=["--order"])
+
+    add("class6-build-index-order-not-hnsw", 6, "build-index", setup_order, Refuse(2))
+
+    def setup_order_bad(ctx):
+        cp(ctx, "docs.parquet")
+        return Inv(argv=["build-index", "docs.parquet", "--spec", "HNSW16", "--order", "sideways", "-o", "out.vpi"], out=["out.vpi"])
+
+    add("class6-build-index-order-unknown", 6, "build-index", setup_order_bad, Refuse(2))
+
+    def setup_diag_noq(ctx):
+        cp(ctx, "flat.vpi")
+        return Inv(argv=["inspect", "flat.vpi", "--diagnose"], mention=["--queries"])
+
+    add("class6-inspect-diagnose-without-queries", 6, "inspect", setup_diag_noq, Refuse(2))
+
+    def setup_diag_dim(ctx):
+        cp(ctx, "flat.vpi")
+        write_vectors(ctx.path("q16.parquet"), QIDS, np.ascontiguousarray(QUERIES[:, :16]))
+        return Inv(argv=["inspect", "flat.vpi", "--diagnose", "--queries", "q16.parquet"], mention=["dimension"])
+
+    add("class4-inspect-diagnose-wrong-dimension", 4, "inspect", setup_diag_dim, Refuse(1))
+
+    def setup_diag_nan(ctx):
+        cp(ctx, "flat.vpi")
+        q = QUERIES.copy()
+        q[4, 0] = np.nan
+        write_vectors(ctx.path("qn.parquet"), QIDS, q)
+        return Inv(argv=["inspect", "flat.vpi", "--diagnose", "--queries", "qn.parquet"], mention_id=["q4"])
+
+    add("class3-inspect-diagnose-nan-query", 3, "inspect", setup_diag_nan, Refuse(1))
+
+
+_class_spann()
 
 
 def _class_many_inputs() -> None:

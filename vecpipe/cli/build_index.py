@@ -16,7 +16,11 @@ def build_index(
     vectors: o.InputArg = "-",
     output: Annotated[str, typer.Option("--output", "-o", help="The .vpi file to write.")] = ...,  # type: ignore[assignment]
     spec: Annotated[str | None, typer.Option("--spec", help="faiss index_factory string: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ48, OPQ48,IVF1024,PQ48, SQ8, "
-                                                     "... (default Flat; with --update, the old index's).", show_default=False)] = None,
+                                                     "...; SPANN[,key=value...] for the disk index; BM25; auto (default Flat; with --update, "
+                                                     "the old index's).", show_default=False)] = None,
+    order: Annotated[o.InsertionOrder, typer.Option("--order", help="HNSW insertion order: input, random (--seed), lid-desc or lid-asc "
+                                                    "(by local intrinsic dimensionality, highest or lowest first); recorded in the index.")]
+    = o.InsertionOrder.input,
     metric: Annotated[o.Metric | None, typer.Option("--metric", help="ip, l2 or cos (default: what the vectors record).", show_default=False)] = None,
     train_size: Annotated[int, typer.Option("--train-size", min=1, max=o.INT_MAX, help="Vectors sampled to train IVF/PQ/OPQ.")] = 100_000,
     seed: Annotated[int, typer.Option("--seed", min=0, max=o.INT_MAX, help="Seed of the training sample.")] = 0,
@@ -74,6 +78,15 @@ def build_index(
     With --engine ray an IVF or flat-code index (IVFn,Flat, IVFn,PQm, IVFn,SQ8, PQm, SQ8) is trained
     here on the same seeded sample, the rows are added on --workers actors in contiguous chunks, and
     the chunks are merged in row order: the same index as the local build.
+
+    --spec SPANN builds a SPANN-style disk index (Chen et al., NeurIPS 2021): balanced hierarchical
+    k-means heads (a share `heads` of the vectors) in an in-memory HNSW graph, each vector in the
+    posting lists of up to `replicas` nearest heads (within 1+`eps` of the nearest, RNG rule), lists
+    capped at `cap` entries (0: 4x the mean) and stored in 4 KB blocks of the .vpi file, as `codes`
+    f32, f16 or sq8. Parameters, written SPANN,key=value,... (defaults): heads=0.02, replicas=8,
+    eps=0.5, rng=1, cap=0, codes=f16, head_codes=sq8, m=16, nprobe=128, max_dist_ratio=0
+    (the last two: search defaults). The vectors are streamed through a temporary
+    file beside the output; memory holds the heads and the assignments, not the vectors.
     """
     from vecpipe.formats.records import Fields
     from vecpipe.stages.build_index import BuildIndex
@@ -84,5 +97,5 @@ def build_index(
         spec=spec if spec is not None else ("" if update else "Flat"), metric=value(metric), train_size=train_size, seed=seed,
         nprobe=nprobe, ef_search=ef_search, threads=threads, deterministic=deterministic, compress=not no_compress,
         k1=k1, b=b, bm25_method=value(bm25_method), stemmer=stemmer, stopwords=stopwords,
-        fields=Fields(id=id_field, text=text_field, title=title_field), skip_bad=skip_bad,
+        fields=Fields(id=id_field, text=text_field, title=title_field), skip_bad=skip_bad, order=order.value,
     ), force, quiet, engine=engine.value, address=address, workers=workers)

@@ -331,3 +331,10 @@ TargetRecall = Annotated[float | None, typer.Option("--target-recall", min=0.0, 
                                                     "of the training positives (recorded in the calibration).", show_default=False)]
 ScoresOpt = Annotated[CutScores, typer.Option("--scores", help="raw: keep the run's scores; prob: write the probabilities as the "
                                               "scores (results re-ordered by them).")]
+
+
+class InsertionOrder(str, Enum):
+    input = "input"
+    random = "random"
+    lid_desc = "lid-desc"
+    lid_asc = "lid-asc"

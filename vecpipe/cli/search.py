@@ -20,8 +20,12 @@ def search(
     format: Annotated[o.RunFormat | None, typer.Option("--format", help="arrow, parquet, trec text or msmarco (qid, docid, rank TSV) (default: by "
                                                                         "extension; Arrow stream on stdout).", show_default=False)] = None,
     tag: Annotated[str, typer.Option("--tag", help="Run tag in TREC output.")] = "vecpipe",
-    nprobe: Annotated[int | None, typer.Option("--nprobe", min=1, max=o.INT_MAX, help="IVF lists searched (default: recorded in the index; IVF "
-                                                                                      "indexes only).", show_default=False)] = None,
+    nprobe: Annotated[int | None, typer.Option("--nprobe", min=1, max=o.INT_MAX, help="IVF lists (or SPANN posting "
+                                                                                      "lists) searched (default: recorded in the index; IVF "
+                                                                                      "and SPANN indexes only).", show_default=False)] = None,
+    max_dist_ratio: Annotated[float | None, typer.Option(
+        "--max-dist-ratio", min=0, max=100, help="SPANN: skip posting lists whose head is further than R times the nearest "
+        "head (R >= 1; 0: no limit; default: recorded in the index).", show_default=False)] = None,
     ef_search: Annotated[int | None, typer.Option("--ef-search", min=1, max=o.INT_MAX, help="HNSW efSearch (default: recorded in the index; HNSW "
                                                                                             "indexes only).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=o.INT_MAX, help="Queries searched per batch.")] = 1024,
@@ -73,7 +77,7 @@ def search(
 
     run_stage(Search(
         queries=queries, index=index, rescore=rescore, output=output, k=k, format=value(format), tag=tag, nprobe=nprobe,
-        ef_search=ef_search, rescore_multiplier=rescore_multiplier, model=str(model) if model else None, prefix=prefix,
+        ef_search=ef_search, max_dist_ratio=max_dist_ratio, rescore_multiplier=rescore_multiplier, model=str(model) if model else None, prefix=prefix,
         fields=Fields(id=id_field, text=text_field, title=title_field), allow_mismatch=allow_mismatch,
         batch_size=batch_size, threads=threads, hubness=value(hubness), bank=bank, hubness_beta=beta, prf=prf,
         prf_alpha=prf_alpha, prf_beta=prf_beta, min_prob=min_prob, calibration=calibration,

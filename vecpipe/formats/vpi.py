@@ -45,6 +45,13 @@ class Container:
     index_bytes: np.ndarray  # uint8 view (of the mapped file when stored raw), for faiss's readers
     extra: dict[str, bytes]
     mapping: Any = None  # the file mapping the views point into: keep it alive as long as they are used
+    sections: list[dict[str, Any]] | None = None  # the header's entries (offset, length, sha256) of each section
+
+    def section(self, name: str) -> dict[str, Any]:
+        for entry in self.sections or []:
+            if entry["name"] == name:
+                return entry
+        raise KeyError(name)
 
 
 def _ids_to_bytes(ids: pa.Array) -> bytes:
@@ -127,12 +134,13 @@ def write(dest: str | Path | BinaryIO, meta: dict[str, Any], ids: pa.Array, inde
 
 def write_streamed(dest: str | Path, meta: dict[str, Any], ids: pa.Array,
                    write_index: Callable[[Callable[[bytes], int]], None], compress: bool = True,
-                   extra: dict[str, bytes] | None = None) -> None:
+                   extra: dict[str, bytes] | None = None, index_align: int = _ALIGN) -> None:
     """Write a container whose index section is streamed into the file by ``write_index(sink)``
     (``sink(chunk)`` writes and hashes each chunk), never held in memory as a whole: for large flat
     indexes, whose float codes would not compress anyway. ``dest`` must be a regular file: the
     header, reserved up front at its largest possible size (padded with spaces, which JSON
-    ignores), is written last. The index section comes after the others and is stored raw.
+    ignores), is written last. The index section comes after the others and is stored raw, from an
+    offset that is a multiple of ``index_align`` (4096 for SPANN's posting lists, read by blocks).
     """
     import zstandard
 
@@ -154,6 +162,7 @@ def write_streamed(dest: str | Path, meta: dict[str, Any], ids: pa.Array,
     for entry, data in stored:
         entry["offset"] = pos
         pos = _align(pos + len(data))
+    pos = (pos + index_align - 1) // index_align * index_align
     index_entry["offset"] = pos
     digest = hashlib.sha256()
     written = [0]
@@ -239,10 +248,12 @@ def _parse_header(prefix: bytes, fh: BinaryIO, name: str) -> dict[str, Any]:
     return header
 
 
-def read(path: str | Path, verify: bool = True, name: str | None = None) -> Container:
+def read(path: str | Path, verify: bool = True, name: str | None = None, lazy: tuple[str, ...] = ()) -> Container:
     """Read and verify a container; a truncated or corrupt file raises :class:`InputError`.
 
     ``name`` is how messages name the file (the user's path when ``path`` is a spooled copy).
+    Sections named in ``lazy`` are checked for size only, neither hashed nor mapped (an empty
+    payload): their reader reads them itself, by parts (SPANN's posting lists, with their crc32s).
     """
     import zstandard
 
@@ -261,6 +272,9 @@ def read(path: str | Path, verify: bool = True, name: str | None = None) -> Cont
         end = entry["offset"] + entry["length"]
         if end > size:
             raise InputError(f"{name}: truncated .vpi file (section {entry['name']} needs {end} bytes, file has {size}); rebuild or recopy the index")
+        if entry["name"] in lazy:
+            payloads[entry["name"]] = np.empty(0, np.uint8)
+            continue
         view = memoryview(mm)[entry["offset"]:end]
         if verify and hashlib.sha256(view).hexdigest() != entry["sha256"]:
             raise InputError(f"{name}: corrupt .vpi file (checksum mismatch in section {entry['name']}); rebuild or recopy the index")
@@ -277,4 +291,5 @@ def read(path: str | Path, verify: bool = True, name: str | None = None) -> Cont
     except (ValueError, KeyError, struct.error):
         raise InputError(f"{name}: corrupt ids section; rebuild the index") from None
     extra = {k.split(":", 1)[1]: bytes(v) for k, v in payloads.items() if k.startswith("extra:")}
-    return Container(meta=header["meta"], ids=ids, index_bytes=payloads["index"], extra=extra, mapping=mm)
+    return Container(meta=header["meta"], ids=ids, index_bytes=payloads["index"], extra=extra, mapping=mm,
+                     sections=header["sections"])

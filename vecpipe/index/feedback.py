@@ -36,7 +36,8 @@ class DocSource:
 
         loaded = self.loaded
         kind = type(faiss.downcast_index(loaded.index)).__name__ if not loaded.binary else "binary"
-        if loaded.binary or loaded.compression is not None or kind not in EXACT_STORAGE:
+        spann = loaded.meta.get("index_kind") == "spann"  # its in-memory graph holds the heads, not the documents
+        if spann or loaded.binary or loaded.compression is not None or kind not in EXACT_STORAGE:
             raise InputError(f"{option}: {loaded.name} ({loaded.meta.get('spec')}) does not keep its vectors exactly; "
                              "give the full-precision document vectors with --rescore VECTORS")
 

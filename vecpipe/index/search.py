@@ -47,7 +47,8 @@ class LoadedIndex:
             self._ranks = id_ranks(self.ids)
         return self._ranks
 
-    def set_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
+    def set_params(self, nprobe: int | None = None, ef_search: int | None = None, max_dist_ratio: float | None = None) -> None:
+        """Search parameters over the recorded defaults (``max_dist_ratio``: SPANN indexes only)."""
         params = dict(self.meta.get("search_params") or {})
         if nprobe:
             params["nprobe"] = nprobe
@@ -209,8 +210,15 @@ def load_index(path: str | Path, threads: int | None = None, name: str | None = 
     """Read a ``.vpi`` container and load the index inside with the loader of its kind."""
     from vecpipe.index.kinds import kind_of
 
-    container = vpi.read(path, name=name)
-    loaded = kind_of(container.meta).load(container, name or str(path))
+    header = vpi.read_header(path, name) if Path(path).exists() else {}
+    if (header.get("meta") or {}).get("index_kind") == "spann":
+        from vecpipe.index import spann
+
+        container = vpi.read(path, name=name, lazy=("index",))  # the posting lists stay on disk
+        loaded = spann.load(container, name or str(path), path)
+    else:
+        container = vpi.read(path, name=name)
+        loaded = kind_of(container.meta).load(container, name or str(path))
     if threads:
         import faiss
 

@@ -64,6 +64,7 @@ class BuildIndex(Stage):
     stopwords: str | None = rec(None, omit_default=True)
     fields: Fields = rec(Fields(), omit_default=True)
     skip_bad: bool = rec(False, omit_default=True)
+    order: str = rec("input", omit_default=True)  # HNSW insertion order (index/lid.py)
 
     @property
     def auto(self) -> bool:
@@ -79,7 +80,22 @@ class BuildIndex(Stage):
         given = {"k1": self.k1, "b": self.b, "method": self.bm25_method, "stemmer": self.stemmer, "stopwords": self.stopwords}
         return {key: DEFAULTS[key] if value is None else value for key, value in given.items()}
 
+    @property
+    def spann(self) -> bool:
+        from vecpipe.index.spann import is_spann
+
+        return is_spann(self.spec)
+
     def check(self) -> None:
+        from vecpipe.index.lid import check_order
+
+        check_order(self.order)
+        if self.order != "input" and not self.spec.strip().startswith("HNSW"):
+            raise UsageError(f"--order {self.order}: applies to HNSW graphs (--spec HNSW32, HNSW32_SQ8, ...), "
+                             f"whose recall depends on the insertion order; not to --spec {self.spec or 'the old index'!r}")
+        if self.spann:
+            self.check_spann()
+            return
         text_only = [flag for flag, value in (("--k1", self.k1), ("--b", self.b), ("--bm25-method", self.bm25_method),
                                               ("--stemmer", self.stemmer), ("--stopwords", self.stopwords),
                                               ("--id-field/--text-field/--title-field", self.fields != Fields() or None),
@@ -133,11 +149,67 @@ class BuildIndex(Stage):
             if value is not None and not applies(info, param):
                 raise UsageError(f"{option} does not apply to --spec {self.spec!r}: it sets the search default of {what} indexes only")
 
+    def check_spann(self) -> None:
+        from vecpipe.index.spann import parse_spec as parse_spann
+
+        parse_spann(self.spec)
+        for option, value in (("--nprobe", self.nprobe), ("--ef-search", self.ef_search), ("--update", self.update),
+                              ("--max-memory", self.max_memory), ("--queries", self.queries),
+                              ("--deterministic", self.deterministic or None), ("--k1", self.k1), ("--b", self.b),
+                              ("--bm25-method", self.bm25_method), ("--stemmer", self.stemmer), ("--stopwords", self.stopwords)):
+            if value is not None:
+                raise UsageError(f"{option} does not apply to --spec SPANN (its search defaults go in the spec: SPANN,nprobe=64,...)")
+        if self.metric == "hamming":
+            raise UsageError("--spec SPANN indexes float vectors: --metric ip, l2 or cos")
+        if self.output in (None, "-"):
+            raise UsageError("--spec SPANN writes its posting lists into a file read by blocks: give -o INDEX.vpi, not stdout")
+
+    def run_spann(self, ctx: Context) -> dict[str, Any]:
+        """--spec SPANN: heads in memory, posting lists on disk (index/spann.py), built from streamed vectors."""
+        from vecpipe.index import spann
+
+        source = ctx.input("vectors")
+        dest = ctx.output_path()
+        if dest is None or not ctx.target.is_file:
+            raise InputError(f"{ctx.target.display}: --spec SPANN writes a regular file (read by blocks); give -o INDEX.vpi")
+        built = spann.build(iter_vectors(source, unique=False), source.name, self.spec, self.metric, self.seed,
+                            dest.parent, ctx.note)
+        try:
+            meta = ctx.with_manifest(built.meta)
+            vpi.write_streamed(dest, meta, built.ids, built.write_to, compress=self.compress, extra=built.extra,
+                               index_align=spann.BLOCK)
+        finally:
+            built.close()
+        peak = built.peak
+        ctx.done(f"wrote {ctx.target.display}: {meta['count']} vectors, SPANN with {meta['spann']['heads']} heads, "
+                 f"metric {meta['metric']} (peak memory {peak['anon'] / 2**20:.0f} MiB anonymous; VmHWM {peak['hwm'] / 2**20:.0f} "
+                 "MiB with the memory-mapped input)")
+        return meta
+
+    def ordered(self, vecs: Any, ctx: Context) -> Any:
+        """The vectors in the --order they are inserted into an HNSW graph (ids follow their rows)."""
+        from vecpipe.formats.vectors import Vectors
+        from vecpipe.index.lid import insertion_order
+        from vecpipe.metric import default_metric
+
+        if self.order == "input":
+            return vecs
+        if vecs.matrix.dtype.kind != "f":
+            raise InputError(f"{vecs.name}: --order {self.order} orders float vectors; these hold {vecs.matrix.dtype} codes")
+        if self.order.startswith("lid"):
+            ctx.note(f"--order {self.order}: estimating the local intrinsic dimensionality of {len(vecs)} vectors")
+        perm = insertion_order(prepare(vecs.matrix, self.metric or default_metric(vecs.meta)), self.order, self.seed)
+        assert perm is not None
+        return Vectors(vecs.ids.take(perm), vecs.matrix[perm], vecs.meta, vecs.name)
+
     def run(self, ctx: Context) -> dict[str, Any]:
         if ctx.engine.name != "local":
-            given = [flag for flag, on in (("--spec BM25", self.bm25), ("--update", self.update is not None), ("--spec auto", self.auto)) if on]
+            given = [flag for flag, on in (("--spec BM25", self.bm25), ("--update", self.update is not None), ("--spec auto", self.auto),
+                                           ("--spec SPANN", self.spann), ("--order", self.order != "input")) if on]
             if given:
                 raise UsageError(f"{given[0]}: not available with --engine {ctx.engine.name}; build on the local engine")
+        if self.spann:
+            return self.run_spann(ctx)
         if self.bm25:
             return self.run_bm25(ctx)
         if self.update is not None:
@@ -151,10 +223,12 @@ class BuildIndex(Stage):
         if self.spec == "Flat" and first[1].dtype.kind == "f" and not isinstance(first[2].get("compression"), dict):
             built = build_flat(rest, source.name, self.metric, self.train_size, self.seed, rows=plausible_rows(source, first[1]))
         else:
-            built = build_index(collect_vectors(source.name, rest), spec=self.spec, metric=self.metric,
+            built = build_index(self.ordered(collect_vectors(source.name, rest), ctx), spec=self.spec, metric=self.metric,
                                 train_size=self.train_size, seed=self.seed, nprobe=self.nprobe, ef_search=self.ef_search,
                                 threads=self.threads, on_progress=ctx.note, deterministic=self.deterministic,
                                 adder=self.cluster_adder(ctx))
+            if self.order != "input":
+                built.meta["order"] = self.order
         return self.store(ctx, built)
 
     def cluster_adder(self, ctx: Context) -> Any:

@@ -23,9 +23,26 @@ class Inspect(Stage):
     output: str | None = opt(None)
     format: str = opt("text")
     system: bool = opt(False)
+    diagnose: bool = opt(False)
+    queries: str | None = inp(None)
+    k: int = opt(10)
 
     def inputs(self) -> dict[str, str | None]:
         return {} if self.system else super().inputs()
+
+    def check(self) -> None:
+        from vecpipe.errors import UsageError
+
+        if self.diagnose and self.queries is None:
+            raise UsageError("--diagnose needs --queries QUERY_VECTORS: recall is measured against exact search for them")
+        if not self.diagnose and (self.queries is not None or self.k != 10):
+            raise UsageError("--queries and -k apply with --diagnose only")
+        if self.diagnose and self.system:
+            raise UsageError("--diagnose and --system cannot go together")
+        if self.k < 1:
+            raise UsageError("-k must be at least 1")
+        if self.queries == "-" and self.path == "-":
+            raise UsageError("the index and the --queries cannot both come from stdin ('-')")
 
     def manifest(self) -> dict[str, Any] | None:
         return None
@@ -33,6 +50,11 @@ class Inspect(Stage):
     def run(self, ctx: Context) -> dict[str, Any]:
         from vecpipe.formats.describe import describe, render_text
 
+        if self.diagnose:
+            info = self.run_diagnose(ctx)
+            text = json.dumps(info, indent=2, sort_keys=True) if ctx.format.name == "json" else render_diagnosis(info)
+            ctx.write_text(text + "\n")
+            return info
         info = system_report() if self.system else describe(self.path)
         if ctx.format.name == "json":
             text = json.dumps(info, indent=2, sort_keys=True)
@@ -40,6 +62,59 @@ class Inspect(Stage):
             text = render_system(info) if self.system else render_text(info)
         ctx.write_text(text + "\n")
         return info
+
+
+    def run_diagnose(self, ctx: Context) -> dict[str, Any]:
+        """--diagnose: recall@k of the index against exact search over its own vectors, and LID."""
+        from vecpipe.errors import InputError
+        from vecpipe.formats.vectors import collect_vectors, iter_vectors
+        from vecpipe.index.lid import diagnose
+        from vecpipe.index.search import load_index
+
+        path, name = ctx.local_path("path")
+        loaded = load_index(path, name=name)
+        if getattr(loaded, "text_queries", False) or loaded.binary or loaded.compression is not None or not hasattr(loaded.index, "reconstruct_n") \
+                or loaded.meta.get("index_kind") == "spann":
+            raise InputError(f"{name}: --diagnose reads the vectors back from the index: it takes faiss float indexes "
+                             f"(Flat, HNSW, IVF-Flat, SQ), not {loaded.meta.get('spec')}")
+        try:
+            docs = loaded.index.reconstruct_n(0, loaded.index.ntotal)
+        except RuntimeError:
+            raise InputError(f"{name}: {loaded.meta.get('spec')} cannot give its vectors back; --diagnose takes Flat, HNSW, "
+                             "IVF-Flat and SQ indexes") from None
+        qsource = ctx.input("queries")
+        qvecs = collect_vectors(qsource.name, iter_vectors(qsource, unique=False))
+        if qvecs.matrix.dtype.kind != "f":
+            raise InputError(f"{qvecs.name}: holds {qvecs.matrix.dtype} codes; give float query vectors")
+        loaded.check_queries(qvecs.matrix.shape[1], qvecs.meta, qvecs.name)
+        ctx.note(f"--diagnose: {len(qvecs)} queries against exact search over {len(docs)} vectors")
+        info = diagnose(loaded, docs, qvecs.matrix, qvecs.ids.to_pylist(), self.k, loaded.metric)
+        return {"kind": "diagnosis", "index": name, "spec": loaded.meta.get("spec"), "metric": loaded.metric,
+                "order": loaded.meta.get("order", "input"), "search_params": loaded.meta.get("search_params"), **info}
+
+
+def render_diagnosis(info: dict[str, Any]) -> str:
+    lid = info["lid"]
+    lines = [f"index: {info['index']} ({info['spec']}, metric {info['metric']}, insertion order {info['order']}, "
+             f"search {info['search_params']})",
+             f"recall@{info['k']} against exact search over {info['queries']} queries: {info['recall']:.4f} "
+             f"({info['perfect_share']:.1%} of queries perfect)",
+             "recall quantiles: " + ", ".join(f"{key} {value:.3f}" for key, value in info["recall_quantiles"].items()),
+             f"LID (MLE over {lid['k']} neighbours): queries {_fmt(lid['queries'])}; "
+             f"documents {_fmt(lid['documents'])} ({lid['documents_sampled']} sampled)",
+             f"recall vs query LID: Spearman {_num(info['recall_lid_spearman'])}; mean recall {info['recall_by_lid']['low_half']} "
+             f"for the lower-LID half, {info['recall_by_lid']['high_half']} for the higher",
+             "worst queries:"]
+    lines += [f"  {w['qid']}\trecall {w['recall']:.2f}\tLID {_num(w['lid'])}" for w in info["worst"]]
+    return "\n".join(lines)
+
+
+def _num(x: float | None) -> str:
+    return "n/a (constant recall or LID)" if x is None else f"{x:.3f}"
+
+
+def _fmt(summary: dict[str, float]) -> str:
+    return ", ".join(f"{key} {value:.2f}" for key, value in summary.items()) or "n/a"
 
 
 def cpu_flags() -> dict[str, Any]:

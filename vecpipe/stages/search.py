@@ -40,6 +40,7 @@ class Search(Stage):
     tag: str = rec(DEFAULT_TAG)
     nprobe: int | None = rec(None)
     ef_search: int | None = rec(None)
+    max_dist_ratio: float | None = rec(None, omit_default=True)
     rescore_multiplier: int | None = rec(None)
     model: str | None = rec(None)
     prefix: str = rec("")
@@ -62,6 +63,8 @@ class Search(Stage):
             raise UsageError("-k must be at least 1")
         if self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
+        if self.max_dist_ratio is not None and not (self.max_dist_ratio == 0 or 1 <= self.max_dist_ratio <= 100):
+            raise UsageError(f"--max-dist-ratio {self.max_dist_ratio}: a ratio from 1 to 100 (or 0 for no limit)")
         if self.rescore_multiplier is not None and self.rescore is None:
             raise UsageError("--rescore-multiplier applies with --rescore only")
         if self.rescore_multiplier is not None and self.rescore_multiplier < 1:
@@ -140,11 +143,15 @@ class Search(Stage):
 
         index_path, index_name = ctx.local_path("index")
         loaded = load_index(index_path, threads=self.threads, name=index_name)
-        for option, param, value in (("--nprobe", "nprobe", self.nprobe), ("--ef-search", "efSearch", self.ef_search)):
+        for option, param, value in (("--nprobe", "nprobe", self.nprobe), ("--ef-search", "efSearch", self.ef_search),
+                                     ("--max-dist-ratio", "max_dist_ratio", self.max_dist_ratio)):
             if value is not None and not loaded.applies(param):
                 raise UsageError(f"{option} does not apply to {index_name} ({loaded.meta.get('spec')}); "
-                                 "nprobe applies to IVF indexes, --ef-search to HNSW indexes")
-        loaded.set_params(nprobe=self.nprobe, ef_search=self.ef_search)
+                                 "--nprobe applies to IVF and SPANN indexes, --ef-search to HNSW indexes, --max-dist-ratio to SPANN")
+        if self.max_dist_ratio is not None:
+            loaded.set_params(nprobe=self.nprobe, max_dist_ratio=self.max_dist_ratio)
+        else:
+            loaded.set_params(nprobe=self.nprobe, ef_search=self.ef_search)
         loaded.use_device(ctx.device, ctx.note)
         text_index = getattr(loaded, "text_queries", False)
         if text_index:
