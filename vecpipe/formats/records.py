@@ -325,7 +325,7 @@ def open_arrow_batches(inp: sniff.Input, batch_size: int = 65536, columns: list[
 
 def count_rows(inp: sniff.Input) -> int | None:
     """Cheap row count of a regular file input for progress totals (lines of text, Parquet metadata)."""
-    if not inp.regular or inp.path is None:
+    if not inp.regular or inp.path is None or not inp.path.is_file():  # a FIFO spooled for reading is "regular" too
         return None
     try:
         if inp.format == sniff.PARQUET:
