@@ -170,13 +170,6 @@ def manifest_bytes(meta: dict[str, Any], parts: list[dict[str, Any]]) -> bytes:
     return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def fingerprint(path: Path) -> dict[str, Any]:
     """A dataset directory's content fingerprint: its manifest's digest (the manifest lists each
@@ -187,7 +180,7 @@ def fingerprint(path: Path) -> dict[str, Any]:
         return {"dataset_sha256": hashlib.sha256(data).hexdigest(), "rows": doc.get("rows")}
     h = hashlib.sha256()
     for name in _part_files(path):
-        h.update(f"{name}\0{_sha256(path / name)}\n".encode())
+        h.update(f"{name}\0{sniff.sha256_file(path / name)}\n".encode())
     return {"dataset_sha256": h.hexdigest()}
 
 

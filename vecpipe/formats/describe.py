@@ -20,7 +20,6 @@ A text output's manifest is read from its sidecar ``.NAME.vecpipe.json`` (``mani
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -410,16 +409,9 @@ def _sidecar(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(recorded, dict) or "manifest" not in recorded:
         return {}
-    current = recorded.get("output_size") == path.stat().st_size and recorded.get("output_sha256") == _sha256(path)
+    current = recorded.get("output_size") == path.stat().st_size and recorded.get("output_sha256") == sniff.sha256_file(path)
     return {"manifest": recorded["manifest"], "manifest_current": current, "sidecar": str(side)}
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _describe_directory(path: Path, name: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ spooled to memory or a temporary file (:meth:`Input.seekable`, :meth:`Input.loca
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -454,3 +455,12 @@ class Input:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read a MiB at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

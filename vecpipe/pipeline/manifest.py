@@ -12,7 +12,6 @@ records no manifest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -27,12 +26,7 @@ MANIFEST_KEY = "manifest"
 _CHUNK = 1 << 20
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_file = sniff.sha256_file  # one implementation, in the formats layer (describe and datasets use it)
 
 
 def cache_dir() -> Path:
