@@ -109,12 +109,10 @@ class Stage(ABC):
     def run(self, ctx: Context) -> Any:
         """The stage's work, given its context (inputs, output target, notes); returns its summary."""
 
-    def writes_directory(self, engine: Engine) -> bool:
-        """Whether this run writes a dataset directory (its own output handling, :meth:`run_directory`)."""
-        return False
-
-    def run_directory(self, engine: Engine, options: Options) -> Outcome:
-        raise NotImplementedError(f"{self.name} writes no directory")
+    def directory_writer(self, engine: Engine) -> Callable[[Engine, Options], Outcome] | None:
+        """The run's own output handling when, on ``engine``, it writes a dataset directory instead
+        of one file (``None``: the runner's file output, the usual case)."""
+        return None
 
 
 # ------------------------------------------------------------------------------------ the runner
@@ -293,8 +291,9 @@ def run(stage: Stage, options: Options | None = None) -> Outcome:
 
 
 def _run(stage: Stage, options: Options, engine: Engine) -> Outcome:
-    if stage.writes_directory(engine):
-        return stage.run_directory(engine, options)
+    writer = stage.directory_writer(engine)
+    if writer is not None:
+        return writer(engine, options)
     fmt = stage.output_format()
     target = resolve_target(getattr(stage, "output", None))
     if target.kind == STDOUT:

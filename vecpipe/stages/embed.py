@@ -161,13 +161,12 @@ class Embed(Stage):
             return {"input": paths[0]}
         return {f"input{i}": p for i, p in enumerate(paths)}
 
-    def writes_directory(self, engine: Any) -> bool:
-        return bool(engine.name == "ray")
-
-    def run_directory(self, engine: Any, options: Any) -> Any:
+    def directory_writer(self, engine: Any) -> Any:
+        if engine.name != "ray":
+            return None
         from vecpipe.stages.embed_ray import run_ray_embed
 
-        return run_ray_embed(self, engine, options)
+        return lambda engine, options: run_ray_embed(self, engine, options)
 
     def check(self) -> None:
         parse_shard(self.shard)
