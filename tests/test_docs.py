@@ -291,3 +291,17 @@ def test_completed_measures_are_the_registry_s_and_eval_accepts_each():
         parse_measure(name)  # a usage error if eval would refuse it
     for spec in options.SPECS:
         assert spec.replace(",", "").replace("_", "").isalnum(), spec
+
+
+def test_text_eval_imports_no_compute_module(tmp_path):
+    """A 1-row eval of text files loads none of Arrow's slow-to-import Python layers: the kernels it
+    needs are called through vecpipe.formats.arrowfn (pyarrow.compute costs 50-80 ms a process)."""
+    (tmp_path / "run.trec").write_text("q1 Q0 d1 1 2.5 t\nq1 Q0 d2 2 1.5 t\n")
+    (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\n")
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "vecpipe", "eval", "run.trec", "--qrels", "qrels.tsv",
+                          "-m", "nDCG@10", "-m", "RR@10"], capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.splitlines()[1:] == ["nDCG@10\t0.6309", "RR@10\t0.5000"]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    slow = {"pyarrow.compute", "pyarrow.parquet", "pyarrow.dataset", "pyarrow.acero", "pydantic", "hashlib"}
+    assert not imported & slow, sorted(imported & slow)

@@ -152,10 +152,9 @@ def _from_providers(ms: list[Measure], qids: list[str], run: pa.Table, qrels: pa
                     qrels_name: str) -> tuple[np.ndarray, list[float]]:
     """The per-query values of measures computed by ir_measures' providers, over the run's rows of
     qrels queries (the run and qrels were checked by :func:`prepare` already)."""
-    import pyarrow.compute as pc
-
     from vecpipe.evaluate import providers
     from vecpipe.evaluate.prepare import combine
+    from vecpipe.formats import arrowfn as pc
     from vecpipe.formats.qrels import QRELS_SCHEMA, conform_qrels
     from vecpipe.formats.runs import run_columns
 
@@ -164,7 +163,7 @@ def _from_providers(ms: list[Measure], qids: list[str], run: pa.Table, qrels: pa
     r_qid, r_docid, r_score = (combine(c) for c in run_columns(run, run_name))
     keep = pc.is_in(r_qid, value_set=pa.array(qids, r_qid.type))
     if not pc.all(keep).as_py():
-        r_qid, r_docid, r_score = r_qid.filter(keep), r_docid.filter(keep), r_score.filter(keep)
+        r_qid, r_docid, r_score = pc.filter(r_qid, keep), pc.filter(r_docid, keep), pc.filter(r_score, keep)
     exprs = [m.expr or m.name for m in ms]
     return providers.compute(exprs, [m.provider or "" for m in ms], qids, (r_qid.to_pylist(), r_docid.to_pylist(), r_score.to_pylist()),
                              (combine(qrels.column("qid")).to_pylist(), combine(qrels.column("docid")).to_pylist(),

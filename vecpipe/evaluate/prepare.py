@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vecpipe.errors import InputError
+from vecpipe.formats import arrowfn as pc
 
 NONPOOL = -1  # document absent from the qrels of its query
 UNJUDGED = -2  # document in the qrels with a negative value (pooled but not judged)
@@ -146,9 +146,9 @@ def prepare_run(run: pa.Table | tuple[pa.ChunkedArray, pa.ChunkedArray, pa.Chunk
             f"(run qids look like {run_example!r}, qrels qids look like {qrels.qids[0].as_py()!r})"
         )
     if n_keep < len(r_qid_a):
-        r_q_arr = r_q_all.filter(keep)
-        r_docid_a = combine(r_docid).filter(keep)
-        r_score_a = combine(r_score).filter(keep)
+        r_q_arr = pc.filter(r_q_all, keep)
+        r_docid_a = pc.filter(combine(r_docid), keep)
+        r_score_a = pc.filter(combine(r_score), keep)
     else:
         r_q_arr = r_q_all
         r_docid_a = combine(r_docid)
@@ -163,16 +163,16 @@ def prepare_run(run: pa.Table | tuple[pa.ChunkedArray, pa.ChunkedArray, pa.Chunk
     t = pa.table({"q": r_q_arr, "d": r_docid_a, "s": r_score_a})
     _refuse_duplicates(t, qrels.qids, name)
     order = pc.sort_indices(t, sort_keys=[("q", "ascending"), ("s", "descending"), ("d", "descending")])
-    q_s = np.asarray(r_q_arr.take(order), dtype=np.int64)
-    d_code = np.asarray(pc.fill_null(pc.index_in(r_docid_a.take(order), value_set=qrels.docids), -1), dtype=np.int64)
+    q_s = np.asarray(pc.take(r_q_arr, order), dtype=np.int64)
+    d_code = np.asarray(pc.fill_null(pc.index_in(pc.take(r_docid_a, order), value_set=qrels.docids), -1), dtype=np.int64)
     return RankedRun(q_s, d_code, n_run_queries)
 
 
 def _refuse_duplicates(t: pa.Table, qids: pa.Array, name: str) -> None:
     """trec_eval refuses a run that lists a document twice for one query; so do we."""
     by_doc = pc.sort_indices(t, sort_keys=[("q", "ascending"), ("d", "ascending")])
-    q_bd = np.asarray(t.column("q").take(by_doc), dtype=np.int64)
-    d_bd = combine(t.column("d")).take(by_doc)
+    q_bd = np.asarray(pc.take(t.column("q"), by_doc), dtype=np.int64)
+    d_bd = pc.take(combine(t.column("d")), by_doc)
     if len(d_bd) > 1:
         same = pc.and_(pc.equal(d_bd.slice(1), d_bd.slice(0, len(d_bd) - 1)), pa.array(q_bd[1:] == q_bd[:-1]))
         if pc.any(same).as_py():

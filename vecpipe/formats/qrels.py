@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vecpipe.errors import InputError
+from vecpipe.formats import arrowfn as pc
 from vecpipe.formats import sniff
 from vecpipe.formats.records import read_table, string_column
 
@@ -123,7 +123,7 @@ def _rel_column(col: pa.ChunkedArray, qid: pa.ChunkedArray, docid: pa.ChunkedArr
 
     typ = col.type
     if pa.types.is_dictionary(typ):
-        col = col.cast(typ.value_type)
+        col = pc.cast(col, typ.value_type)
         typ = col.type
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         values = col.to_pylist()
@@ -145,16 +145,16 @@ def _rel_column(col: pa.ChunkedArray, qid: pa.ChunkedArray, docid: pa.ChunkedArr
         big = (vals < _INT32[0]) | (vals > _INT32[1])
         if big.any():
             raise refuse(big, "is out of range")
-        return col.cast(pa.int32(), safe=False)
+        return pc.cast(col, pa.int32(), safe=False)
     if pa.types.is_integer(typ):
         if len(col) and typ.bit_width >= 32:
             lo, hi = pc.min_max(col).values()
             if lo.as_py() < _INT32[0] or hi.as_py() > _INT32[1]:
                 vals = np.asarray(col.to_numpy())
                 raise refuse((vals < _INT32[0]) | (vals > _INT32[1]), "is out of range")
-        return col.cast(pa.int32())
+        return pc.cast(col, pa.int32())
     try:
-        return col.cast(pa.int32())
+        return pc.cast(col, pa.int32())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise InputError(f"{name}: qrels column 'rel' has an unusable type ({typ}: {exc}); give integers") from None
 
@@ -236,11 +236,13 @@ def _read_text(data: bytes, name: str) -> pa.Table:
 
 
 def _check_duplicates(table: pa.Table, name: str) -> None:
-    counts = table.group_by(["qid", "docid"]).aggregate([([], "count_all")])
-    if counts.num_rows == table.num_rows:
+    qid, docid = table.column("qid"), table.column("docid")
+    row = pc.first_repeated(qid, docid)
+    if row is None:
         return
-    dup = counts.filter(pc.greater(counts.column("count_all"), 1)).slice(0, 1).to_pylist()[0]
+    q, d = qid[row].as_py(), docid[row].as_py()
+    times = int(pc.sum(pc.and_(pc.equal(qid, q), pc.equal(docid, d))).as_py())
     raise InputError(
-        f"{name}: query {dup['qid']!r} judges document {dup['docid']!r} {dup['count_all']} times; "
+        f"{name}: query {q!r} judges document {d!r} {times} times; "
         "keep one judgement per (query, document) pair, as trec_eval requires"
     )

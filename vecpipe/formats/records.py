@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
-import pyarrow.parquet as pq
 
 from vecpipe.errors import InputError
-from vecpipe.formats import sniff
+from vecpipe.formats import arrowfn, sniff
 
 RECORD_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 
@@ -302,6 +301,8 @@ def open_arrow_batches(inp: sniff.Input, batch_size: int = 65536, columns: list[
         return inp.schema, inp.batches(batch_size, columns)
     try:
         if inp.format == sniff.PARQUET:
+            import pyarrow.parquet as pq  # a text input never loads it
+
             pf = pq.ParquetFile(inp.arrow_source(), page_checksum_verification=True)
             schema = pf.schema_arrow
             # one thread: on few cores, decoding two columns in parallel costs more than it saves
@@ -329,6 +330,8 @@ def count_rows(inp: sniff.Input) -> int | None:
         return None
     try:
         if inp.format == sniff.PARQUET:
+            import pyarrow.parquet as pq  # a text input never loads it
+
             return int(pq.ParquetFile(inp.path).metadata.num_rows)
         if inp.format == sniff.ARROW_FILE:
             with pa.memory_map(str(inp.path)) as source:
@@ -353,6 +356,8 @@ def read_table(inp: sniff.Input, what: str) -> pa.Table:
     """
     try:
         if inp.format == sniff.PARQUET:
+            import pyarrow.parquet as pq  # a text input never loads it
+
             return pq.read_table(inp.arrow_source(), page_checksum_verification=True)
         if inp.format == sniff.ARROW_FILE:
             return ipc.open_file(inp.arrow_source()).read_all()
@@ -370,8 +375,8 @@ def read_table(inp: sniff.Input, what: str) -> pa.Table:
 def string_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
     """An id column as plain strings (dictionary-encoded and numeric ids are converted)."""
     if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    return col if col.type == pa.string() else col.cast(pa.string())
+        col = arrowfn.cast(col, col.type.value_type)
+    return arrowfn.cast(col, pa.string())
 
 
 def _first_line(exc: BaseException) -> str:

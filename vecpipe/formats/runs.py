@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vecpipe.errors import InputError, UsageError
+from vecpipe.formats import arrowfn as pc
 from vecpipe.formats import metadata as _meta
 from vecpipe.formats import sniff
 from vecpipe.formats.records import read_table, string_column
@@ -106,7 +106,7 @@ def run_columns(table: pa.Table, name: str = "run") -> tuple[pa.ChunkedArray, pa
         docid = string_column(cols["docid"])
         score = cols["score"]
         if not (pa.types.is_float32(score.type) or pa.types.is_float64(score.type)):
-            score = score.cast(pa.float32())
+            score = pc.cast(score, pa.float32())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise InputError(f"{name}: run columns have unusable types ({exc}); qid/docid must be strings, score a number") from None
     for field, col in (("qid", qid), ("docid", docid), ("score", score)):
@@ -120,15 +120,15 @@ def conform_run(table: pa.Table, name: str = "run") -> pa.Table:
     qid, docid, score = run_columns(table, name)
     rank_col = _find_column(table, "rank")
     if rank_col is None:
-        out = pa.table({"qid": qid, "docid": docid, "score": score.cast(pa.float32())})
+        out = pa.table({"qid": qid, "docid": docid, "score": pc.cast(score, pa.float32())})
         return sort_run(out)
     try:
-        rank = table.column(rank_col).cast(pa.int32())
+        rank = pc.cast(table.column(rank_col), pa.int32())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise InputError(f"{name}: column 'rank' is not an integer ({exc})") from None
     if rank.null_count:
         raise InputError(f"{name}: column 'rank' has {rank.null_count} empty (null) values; fill them or drop the column")
-    return pa.Table.from_arrays([qid, docid, rank, score.cast(pa.float32())], schema=_schema_with(table.schema))
+    return pa.Table.from_arrays([qid, docid, rank, pc.cast(score, pa.float32())], schema=_schema_with(table.schema))
 
 
 def _schema_with(source: pa.Schema | None) -> pa.Schema:
@@ -219,8 +219,8 @@ def _read_trec_fast(data: bytes) -> pa.Table | None:
         {
             "qid": t.column("qid"),
             "docid": t.column("docid"),
-            "rank": rank.cast(pa.int32()),
-            "score": t.column("score").cast(pa.float32()),
+            "rank": pc.cast(rank, pa.int32()),
+            "score": pc.cast(t.column("score"), pa.float32()),
         }
     )
 
@@ -280,12 +280,11 @@ def first_duplicate_pair(table: pa.Table) -> tuple[str, str] | None:
     """The first (qid, docid) listed more than once in a run, or ``None``."""
     if table.num_rows < 2:
         return None
-    keys = pa.table({"q": string_column(table.column("qid")), "d": string_column(table.column("docid"))})
-    counts = keys.group_by(["q", "d"]).aggregate([([], "count_all")])
-    if counts.num_rows == keys.num_rows:
+    qid, docid = string_column(table.column("qid")), string_column(table.column("docid"))
+    row = pc.first_repeated(qid, docid)
+    if row is None:
         return None
-    dup = counts.filter(pc.greater(counts.column("count_all"), 1)).slice(0, 1).to_pylist()[0]
-    return str(dup["q"]), str(dup["d"])
+    return str(qid[row].as_py()), str(docid[row].as_py())
 
 
 # ----------------------------------------------------------------------------------------- ordering
@@ -298,7 +297,7 @@ def sort_run(table: pa.Table) -> pa.Table:
     """
     qid = string_column(table.column("qid"))
     docid = string_column(table.column("docid"))
-    score = table.column("score").cast(pa.float32())
+    score = pc.cast(table.column("score"), pa.float32())
     n = table.num_rows
     if n == 0:
         return pa.Table.from_arrays([qid, docid, pa.array([], pa.int32()), score], schema=_schema_with(table.schema))
@@ -307,10 +306,10 @@ def sort_run(table: pa.Table) -> pa.Table:
     order = pc.sort_indices(
         keyed, sort_keys=[("_q", "ascending"), ("score", "descending"), ("docid", "ascending")]
     )
-    q_sorted = np.asarray(qcodes.take(order))
+    q_sorted = np.asarray(pc.take(qcodes, order))
     rank = _ranks_from_sorted_groups(q_sorted)
     return pa.Table.from_arrays(
-        [qid.take(order), docid.take(order), pa.array(rank), score.take(order)],
+        [pc.take(qid, order), pc.take(docid, order), pa.array(rank), pc.take(score, order)],
         schema=_schema_with(table.schema),
     )
 
@@ -440,8 +439,8 @@ def trec_lines(table: pa.Table, tag: str = DEFAULT_TAG) -> bytes:
         string_column(table.column("qid")),
         pa.scalar("Q0"),
         string_column(table.column("docid")),
-        table.column("rank").cast(pa.string()),
-        table.column("score").cast(pa.float32()).cast(pa.string()),
+        pc.cast(table.column("rank"), pa.string()),
+        pc.cast(pc.cast(table.column("score"), pa.float32()), pa.string()),
         pa.scalar(tag + "\n"),
         " ",
     ))
@@ -461,7 +460,7 @@ def msmarco_lines(table: pa.Table, tag: str = DEFAULT_TAG) -> bytes:
                              "cannot hold; write Arrow or Parquet (e.g. -o run.parquet), which carry any id")
     return _joined_bytes(pc.binary_join_element_wise(
         string_column(table.column("qid")), string_column(table.column("docid")),
-        pc.binary_join_element_wise(table.column("rank").cast(pa.string()), pa.scalar("\n"), ""), "\t"))
+        pc.binary_join_element_wise(pc.cast(table.column("rank"), pa.string()), pa.scalar("\n"), ""), "\t"))
 
 
 TEXT_FORMATS = {TREC: trec_lines, MSMARCO: msmarco_lines}

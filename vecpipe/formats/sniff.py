@@ -22,7 +22,6 @@ spooled to memory or a temporary file (:meth:`Input.seekable`, :meth:`Input.loca
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import os
@@ -30,7 +29,6 @@ import re
 import shutil
 import stat
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -405,6 +403,8 @@ class Input:
         """A seekable stream over the whole input (a stream is spooled to memory or disk once)."""
         if self.regular:
             return self.stream
+        import tempfile
+
         spooled = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
         self._copy(spooled)
         spooled.seek(0)
@@ -428,6 +428,8 @@ class Input:
         if self.regular and self.path is not None and self.compression is None:
             return self.path
         if self._spooled is None:
+            import tempfile
+
             fd, name = tempfile.mkstemp(prefix="vecpipe-spool-")
             self._spooled = Path(name)
             with os.fdopen(fd, "wb") as fh:
@@ -459,6 +461,8 @@ class Input:
 
 def sha256_file(path: str | Path) -> str:
     """The sha256 of a file's bytes, read a MiB at a time."""
+    import hashlib  # OpenSSL's start-up, only for commands that hash
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):

@@ -18,7 +18,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
-import pyarrow.parquet as pq
 
 from vecpipe.errors import UsageError
 
@@ -76,6 +75,8 @@ class TableSink(Sink):
                 self._stream = _Sequential(open(dest, "wb", buffering=0))
                 where = pa.PythonFile(self._stream, mode="w")
             if fmt == PARQUET:
+                import pyarrow.parquet as pq  # not at import: a text-only command never loads it
+
                 self._writer = pq.ParquetWriter(
                     where, schema, compression=parquet_compression(schema, compression), write_statistics=False,
                     store_schema=True, write_page_checksum=True,

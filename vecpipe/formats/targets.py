@@ -24,7 +24,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import secrets
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -232,7 +231,7 @@ def atomic_path(final: str | Path, display: str | None = None) -> Iterator[Path]
     """
     final = Path(final)
     clean_stale(final)
-    tmp = final.parent / f"{_tmp_prefix(final)}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = final.parent / f"{_tmp_prefix(final)}{os.getpid()}-{os.urandom(4).hex()}"
     try:
         yield tmp
         if tmp.exists():

@@ -44,9 +44,9 @@ from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vecpipe.errors import InputError
+from vecpipe.formats import arrowfn as pc
 from vecpipe.formats import metadata, sniff
 from vecpipe.formats.records import CORRUPT, _first_line, open_arrow_batches
 
@@ -137,10 +137,11 @@ def batch_matrix(col: pa.Array | pa.ChunkedArray, name: str, width: int | None, 
         raise InputError(f"{name}: {_first_id(ids, rows, row0)} has no {column} (null); every row needs a vector")
     if pa.types.is_fixed_size_list(col.type):
         w = col.type.list_size
-        values = col.flatten()
+        # the child values of these rows, zero-copy (Array.flatten would import pyarrow.compute)
+        values = col.values.slice(col.offset * w, n * w)
     elif pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-        values = col.flatten()
-        offsets = np.asarray(col.offsets)
+        offsets = np.asarray(col.offsets)  # of these rows (.values ignores a slice's offset)
+        values = col.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
         lengths = np.diff(offsets)
         if n and (lengths.min() != lengths.max()):
             rows = np.flatnonzero(lengths != lengths[0])
@@ -193,7 +194,7 @@ def check_finite(mat: np.ndarray, name: str, ids: pa.Array | None = None, row0: 
 def check_ids(ids: pa.Array, name: str, row0: int = 0, column: str = "id") -> pa.Array:
     """Ids as strings, none null or empty."""
     try:
-        ids = ids.cast(pa.string())
+        ids = pc.cast(ids, pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise InputError(f"{name}: column {column!r} cannot be read as strings ({_first_line(exc)})") from None
     if ids.null_count:
@@ -507,9 +508,9 @@ def _ids_from_array(arr: np.ndarray, rows: int, name: str, key: str) -> pa.Array
         if arr.dtype.kind == "U":
             return pa.array(arr, pa.string())
         if arr.dtype.kind == "S":
-            return pa.array(arr, pa.binary()).cast(pa.string())
+            return pc.cast(pa.array(arr, pa.binary()), pa.string())
         if arr.dtype.kind in "iu":
-            return pa.array(arr).cast(pa.string())
+            return pc.cast(pa.array(arr), pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise InputError(f"{where}: ids cannot be read as UTF-8 strings ({_first_line(exc)})") from None
     raise InputError(f"{where} has dtype {arr.dtype}; ids must be strings or integers")
@@ -572,7 +573,7 @@ class NumpyVectors:
             rows = len(block)
             emb = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1), type=value_type), d)
             if ids is None:
-                id_arr = pa.array(np.arange(start, start + rows, dtype=np.int64)).cast(pa.string())
+                id_arr = pc.cast(pa.array(np.arange(start, start + rows, dtype=np.int64)), pa.string())
             else:
                 id_arr = ids.slice(start, rows)
             start += rows

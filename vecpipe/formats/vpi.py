@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecpipe.errors import InputError
+from vecpipe.formats import arrowfn
 from vecpipe.formats.sniff import VPI_MAGIC
 
 FORMAT_VERSION = 1
@@ -55,7 +56,7 @@ class Container:
 
 
 def _ids_to_bytes(ids: pa.Array) -> bytes:
-    ids = ids.cast(pa.large_string()) if not pa.types.is_large_string(ids.type) else ids
+    ids = arrowfn.cast(ids, pa.large_string())
     offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64)[ids.offset : ids.offset + len(ids) + 1]
     data = ids.buffers()[2]
     start, end = int(offsets[0]), int(offsets[-1])
@@ -71,7 +72,7 @@ def _ids_from_bytes(raw: bytes | memoryview) -> pa.Array:
     data = raw[data_start:]
     if len(data) != int(offsets[-1]):
         raise ValueError("ids section is inconsistent")
-    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets.copy()), pa.py_buffer(bytes(data))).cast(pa.string())
+    return arrowfn.cast(pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets.copy()), pa.py_buffer(bytes(data))), pa.string())
 
 
 #: A section is stored zstd-compressed only when a sample of it shrinks below this share (float

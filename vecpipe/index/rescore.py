@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vecpipe.errors import InputError
+from vecpipe.formats import arrowfn as pc
 from vecpipe.formats import metadata, sniff
 from vecpipe.formats.vectors import Vectors, batch_matrix, embedding_column, id_column
 from vecpipe.metric import default_metric, l2_normalize
@@ -94,14 +94,14 @@ class DocVectors:
 
     def _take(self, ids: pa.Array, emb: pa.Array, wanted: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
         if pa.types.is_dictionary(ids.type):
-            ids = ids.cast(ids.type.value_type)
-        pos = pc.index_in(ids.cast(pa.string()), value_set=wanted)
+            ids = pc.cast(ids, ids.type.value_type)
+        pos = pc.index_in(pc.cast(ids, pa.string()), value_set=wanted)
         rows = np.flatnonzero(np.asarray(pos.is_valid()))
         if len(rows) == 0:
             return None
-        sel = emb.take(pa.array(rows))
-        mat = batch_matrix(sel, self.name, None, ids.take(pa.array(rows)).cast(pa.string()), column=self.emb_col)
-        return np.asarray(pos.take(pa.array(rows))).astype(np.int64), np.ascontiguousarray(mat, dtype=np.float32)
+        sel = pc.take(emb, pa.array(rows))
+        mat = batch_matrix(sel, self.name, None, pc.cast(pc.take(ids, pa.array(rows)), pa.string()), column=self.emb_col)
+        return np.asarray(pc.take(pos, pa.array(rows))).astype(np.int64), np.ascontiguousarray(mat, dtype=np.float32)
 
     def _fetch_ipc_file(self, wanted: pa.Array) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         import pyarrow.ipc as ipc
@@ -126,8 +126,8 @@ class DocVectors:
         for rg in range(pf.num_row_groups):
             ids = pf.read_row_group(rg, columns=[self.id_col]).column(0).combine_chunks()
             if pa.types.is_dictionary(ids.type):
-                ids = ids.cast(ids.type.value_type)
-            if not pc.any(pc.is_in(ids.cast(pa.string()), value_set=wanted)).as_py():
+                ids = pc.cast(ids, ids.type.value_type)
+            if not pc.any(pc.is_in(pc.cast(ids, pa.string()), value_set=wanted)).as_py():
                 continue
             for batch in pf.iter_batches(batch_size=65536, row_groups=[rg], columns=[self.id_col, self.emb_col]):
                 got = self._take(batch.column(0), batch.column(1), wanted)
@@ -163,7 +163,7 @@ def score_pairs(docs: DocVectors, queries: np.ndarray, pair_q: np.ndarray, pair_
     With ``xp`` (CuPy), each chunk of fetched vectors is scored on the GPU."""
     if isinstance(pair_doc, pa.ChunkedArray):
         pair_doc = pair_doc.combine_chunks()
-    pair_doc = pair_doc.cast(pa.string())
+    pair_doc = pc.cast(pair_doc, pa.string())
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if metric == "cos":
         q = l2_normalize(q)
@@ -210,7 +210,7 @@ def top_k(qids: pa.Array, docids: pa.Array, scores: np.ndarray, k: int) -> pa.Ta
     from vecpipe.formats.runs import sort_run
 
     table = sort_run(pa.table({"qid": qids, "docid": docids, "score": pa.array(scores, pa.float32())}))
-    return table.filter(pc.less_equal(table.column("rank"), k))
+    return pc.filter(table, pc.less_equal(table.column("rank"), k))
 
 
 def rescore_metric(docs: DocVectors, metric: str | None = None) -> str:
@@ -232,13 +232,13 @@ class Rescorer:
             raise InputError("--rescore needs float query vectors (or query texts), not query codes")
         valid = labels >= 0
         pair_q = np.repeat(np.arange(len(qids)), valid.sum(axis=1))
-        pair_doc = ids.take(pa.array(labels[valid].astype(np.int64)))
+        pair_doc = pc.take(ids, pa.array(labels[valid].astype(np.int64)))
         scores = score_pairs(self.docs, queries, pair_q, pair_doc, self.metric, self.xp)
         missing = int(np.isnan(scores).sum())
         if missing:
             raise InputError(f"{self.docs.name}: {missing} candidate ids from the index are not in this file; "
                              "give the full-precision vectors the index was built from")
-        table = top_k(qids.take(pa.array(pair_q)), pair_doc, scores, k)
+        table = top_k(pc.take(qids, pa.array(pair_q)), pair_doc, scores, k)
         return table.combine_chunks().to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
@@ -266,7 +266,7 @@ def rerank(table: pa.Table, docs: DocVectors, qv: Vectors, k: int, allow_missing
                          "give the query vectors the run was made from, or --allow-missing to drop them")
     metric = rescore_metric(docs, metric)
     keep_q = np.asarray(q_row.is_valid())
-    pair_q = np.asarray(q_row.fill_null(0)).astype(np.int64)
+    pair_q = np.asarray(pc.fill_null(q_row, 0)).astype(np.int64)
     scores = score_pairs(docs, qv.matrix, pair_q, doc_col, metric, array_module(device))
     scores[~keep_q] = np.nan
     missing_d = np.isnan(scores) & keep_q

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecpipe.errors import InputError
-from vecpipe.formats import metadata, vpi
+from vecpipe.formats import arrowfn, metadata, vpi
 from vecpipe.formats.runs import RUN_SCHEMA
 from vecpipe.index.faiss_util import apply_params, read_index_view
 from vecpipe.metric import prepare, scores_from_distances
@@ -174,9 +174,7 @@ class LoadedIndex:
 
 def id_ranks(ids: pa.Array) -> np.ndarray:
     """Position of each stored id in sorted order: ties are broken by docid, ascending."""
-    import pyarrow.compute as pc
-
-    order = pc.sort_indices(ids).to_numpy()  # Arrow's sort (stable, by UTF-8 bytes: code point order)
+    order = arrowfn.sort_indices(ids).to_numpy()  # Arrow's sort (stable, by UTF-8 bytes: code point order)
     ranks = np.empty(len(order), dtype=np.int64)
     ranks[order] = np.arange(len(order))
     return ranks
@@ -188,9 +186,9 @@ def run_batch(ids: pa.Array, qids: pa.Array, scores: np.ndarray, labels: np.ndar
     counts = valid.sum(axis=1)
     q_index = np.repeat(np.arange(len(qids)), counts)
     ranks = (np.cumsum(valid, axis=1)[valid]).astype(np.int32)
-    docids = ids.take(pa.array(labels[valid].astype(np.int64)))
+    docids = arrowfn.take(ids, pa.array(labels[valid].astype(np.int64)))
     return pa.RecordBatch.from_arrays(
-        [qids.take(pa.array(q_index)), docids, pa.array(ranks, pa.int32()), pa.array(scores[valid].astype(np.float32))],
+        [arrowfn.take(qids, pa.array(q_index)), docids, pa.array(ranks, pa.int32()), pa.array(scores[valid].astype(np.float32))],
         schema=RUN_SCHEMA,
     )
 

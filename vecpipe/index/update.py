@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vecpipe.errors import InputError, UsageError
+from vecpipe.formats import arrowfn as pc
 from vecpipe.formats import metadata
 from vecpipe.formats.vectors import Vectors
 from vecpipe.index.faiss_util import flat_codes
@@ -157,7 +157,7 @@ class UpdatePlan:
 
 def match_ids(new_ids: pa.Array, old_ids: pa.Array) -> tuple[np.ndarray, int]:
     """(per new row its old row or -1, how many old ids are gone)."""
-    pos = pc.index_in(new_ids, value_set=old_ids).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    pos = pc.fill_null(pc.index_in(new_ids, value_set=old_ids), -1).to_numpy(zero_copy_only=False).astype(np.int64)
     kept = int((pos >= 0).sum())
     return pos, len(old_ids) - kept
 

@@ -221,15 +221,15 @@ class Context:
 
     def write_text(self, text: str) -> None:
         """Write a whole text output (metrics), keeping its digest for the sidecar."""
+        path = self.output_path()
+        if path is None:  # no sidecar, so no digest
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
         import hashlib
 
         data = text.encode()
         self.digest = hashlib.sha256(data).hexdigest()
-        path = self.output_path()
-        if path is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-            return
         with open(path, "wb") as fh:
             fh.write(data)
 
