@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -375,3 +376,36 @@ def test_binary_codes_are_padded_to_a_fast_width_without_changing_distances(cli,
     run = _run(res.stdout_bytes)
     ham = np.unpackbits(np.packbits(q > 0, axis=1)[:, None] ^ np.packbits(docs > 0, axis=1)[None], axis=2).sum(axis=2)
     assert np.array_equal(run.column("score").to_numpy().reshape(7, 300), -np.sort(ham, axis=1).astype(np.float32))
+
+
+def test_one_bit_binarize_to_a_file_streams_and_equals_the_whole_read(cli, tmp_path):
+    """Sign bits to a file are coded part by part (Parquet read in 65,536-row batches): the same
+    table as the whole-input path (stdout), and a bad row in a later part leaves nothing behind."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((70_000, 12)) * 3).astype(np.float32)  # cos metric, not unit length
+    path = write_vectors(tmp_path / "x.parquet", x, meta={"metric": "cos", "normalized": False, "model": MODEL})
+    res = cli("binarize", path, "--bits", 1, "-o", tmp_path / "b.arrow")
+    assert res.exit_code == 0, res.output
+    whole = cli("binarize", path, "--bits", 1)
+    assert whole.exit_code == 0, whole.output
+    streamed = ipc.open_file(str(tmp_path / "b.arrow")).read_all()
+    from_stdout = _run(whole.stdout_bytes)
+    assert streamed.equals(from_stdout)
+    meta = json.loads(streamed.schema.metadata[b"vecpipe"])
+    assert meta.pop("manifest")["stage"] == "binarize"  # a file output records its manifest; stdout has none
+    assert meta == json.loads(from_stdout.schema.metadata[b"vecpipe"])
+    assert np.array_equal(read_vectors(tmp_path / "b.arrow").matrix, np.packbits(x > 0, axis=1))
+
+    bad = x.copy()
+    bad[69_000, 3] = np.nan  # in the second part, after the first was coded
+    bad_path = write_vectors(tmp_path / "bad.parquet", bad, meta={"metric": "cos", "normalized": False})
+    before = (tmp_path / "b.arrow").read_bytes()
+    res = cli("binarize", bad_path, "--bits", 1, "-o", tmp_path / "b.arrow")
+    assert res.exit_code == 1 and "d69000" in res.stderr and "finite" in res.stderr, res.stderr
+    assert (tmp_path / "b.arrow").read_bytes() == before
+    ids = [f"d{i}" for i in range(70_000)]
+    ids[68_000] = "d5"  # repeats an id of the first part
+    dup_path = write_vectors(tmp_path / "dup.parquet", x, meta={"metric": "cos"}, ids=ids)
+    res = cli("binarize", dup_path, "--bits", 1, "-o", tmp_path / "c.arrow")
+    assert res.exit_code == 1 and "'d5'" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "c.arrow").exists() and list(tmp_path.glob("*c.arrow*")) == []

@@ -11,7 +11,7 @@ It is stored in the ``compression`` entry of the output's ``vecpipe`` metadata, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,6 +164,20 @@ def quantize(vecs: Vectors, to: str | None = None, like: dict[str, Any] | None =
             raise InputError(f"{vecs.name}: id {vecs.ids[row].as_py()!r} has a value beyond the float16 range (|x| > {FP16_MAX:g}); "
                              "use --to int8 or keep float32")
     return _coded(vecs, matrix, params)
+
+
+def sign_binarize_parts(parts: Iterable[Vectors]) -> Iterator[Coded]:
+    """1-bit sign codes (threshold 0) of each part as it comes: the threshold needs no pass over the
+    corpus, so a large input is coded while it is read, one part in memory at a time. The codes and
+    metadata are those :func:`binarize` gives the whole input (a row's sign does not depend on
+    whether it is L2-normalised first)."""
+    params: dict[str, Any] | None = None
+    for vecs in parts:
+        matrix, source_dim = _prepare(vecs, None)
+        if params is None:
+            params = codecs.binary_train(matrix, center=False)
+            params.update(source_dim=source_dim, dim=matrix.shape[1], normalize=_normalizes(vecs, source_dim, matrix.shape[1]))
+        yield _coded(vecs, matrix, params)
 
 
 def binarize(vecs: Vectors, bits: int | None = None, center: bool = False, like: dict[str, Any] | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,11 +118,32 @@ class Binarize(Stage):
             raise UsageError("--center applies to --bits 1 only (residual binarization always subtracts the mean)")
 
     def run(self, ctx: Context) -> dict[str, Any]:
-        vecs = read_vectors(ctx.input("vectors"))
-        like = _with_like(ctx, vecs, self.like, self.allow_mismatch)
-        coded = binarize(vecs, bits=self.bits, center=self.center, like=like, like_name=str(self.like))
-        _write(ctx, coded)
+        if self.bits == 1 and not self.center and self.like is None and ctx.target.is_file:
+            meta = self._sign_bits_streamed(ctx)
+        else:  # thresholds learnt over the whole corpus (or read from --like); stdout gets nothing on failure
+            vecs = read_vectors(ctx.input("vectors"))
+            like = _with_like(ctx, vecs, self.like, self.allow_mismatch)
+            coded = binarize(vecs, bits=self.bits, center=self.center, like=like, like_name=str(self.like))
+            _write(ctx, coded)
+            meta = coded.meta
         if ctx.target.kind != "stdout":
-            comp = coded.meta["compression"]
-            ctx.done(f"wrote {ctx.target.display}: {comp['method']} {comp['bits']} bit(s), dim {coded.meta['dim']}")
+            comp = meta["compression"]
+            ctx.done(f"wrote {ctx.target.display}: {comp['method']} {comp['bits']} bit(s), dim {meta['dim']}")
+        return meta
+
+    def _sign_bits_streamed(self, ctx: Context) -> dict[str, Any]:
+        """Sign bits batch by batch into the (atomically written) output file: the input is never
+        held whole, nor copied into one matrix."""
+        from vecpipe.compress.artifact import sign_binarize_parts
+        from vecpipe.formats.vectors import iter_vectors
+
+        source = ctx.input("vectors")
+        parts = (Vectors(ids, mat, meta, source.name) for ids, mat, meta in iter_vectors(source, unique=True))
+        with contextlib.ExitStack() as stack:
+            sink = None
+            for coded in sign_binarize_parts(parts):
+                if sink is None:
+                    sink = stack.enter_context(ctx.table_sink(coded.schema))
+                for batch in coded.batches:
+                    sink.write(batch)
         return coded.meta
