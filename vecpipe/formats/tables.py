@@ -74,6 +74,10 @@ class TableSink(Sink):
             if not _regular_or_new(dest):  # a FIFO or a device: no seeking, so count the position ourselves
                 self._stream = _Sequential(open(dest, "wb", buffering=0))
                 where = pa.PythonFile(self._stream, mode="w")
+            else:
+                from vecpipe.formats.targets import WriteBehind
+
+                self._behind = WriteBehind(dest)
             if fmt == PARQUET:
                 import pyarrow.parquet as pq  # not at import: a text-only command never loads it
 
@@ -101,6 +105,8 @@ class TableSink(Sink):
         self.rows += batch.num_rows
         if self._stdout:
             sys.stdout.buffer.flush()
+        elif self._behind is not None:
+            self._behind.poll()
 
     def write_last(self, batch: pa.RecordBatch, custom_metadata: dict[str, str]) -> None:
         """Write a batch carrying ``custom_metadata`` (Arrow; Parquet keeps it in its footer)."""
@@ -111,15 +117,20 @@ class TableSink(Sink):
             self._write_batch(batch, custom_metadata)
 
     _stream: _Sequential | None = None
+    _behind: Any = None  # a WriteBehind on a regular file
 
     def close(self) -> None:
         self._writer.close()
         if self._stream is not None:
             self._stream.close()
+        if self._behind is not None:
+            self._behind.close()
         if self._stdout:
             sys.stdout.buffer.flush()
 
     def abort(self) -> None:
+        if self._behind is not None:
+            self._behind.close()
         with contextlib.suppress(Exception):
             self._writer.close()
         if self._stream is not None:

@@ -165,9 +165,12 @@ def write_streamed(dest: str | Path, meta: dict[str, Any], ids: pa.Array,
         pos = _align(pos + len(data))
     pos = (pos + index_align - 1) // index_align * index_align
     index_entry["offset"] = pos
+    from vecpipe.formats.targets import WriteBehind
+
     digest = hashlib.sha256()
     written = [0]
     with open(dest, "wb") as fh:
+        behind = WriteBehind(dest)  # the disk starts on the bytes while the rest is written
         for entry, data in stored:
             fh.seek(entry["offset"])
             fh.write(data)
@@ -177,9 +180,13 @@ def write_streamed(dest: str | Path, meta: dict[str, Any], ids: pa.Array,
             fh.write(chunk)
             digest.update(chunk)
             written[0] += len(chunk)
+            behind.wrote(len(chunk))
             return len(chunk)
 
-        write_index(sink)
+        try:
+            write_index(sink)
+        finally:
+            behind.close()
         end = pos + written[0]
         fh.write(b"\0" * (_align(end) - end))
         index_entry.update(raw_length=written[0], length=written[0], sha256=digest.hexdigest())
