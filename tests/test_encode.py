@@ -353,3 +353,26 @@ def test_default_model_checksum(monkeypatch: pytest.MonkeyPatch) -> None:
         load_encoder()
     msg = str(err.value)
     assert "model.onnx" in msg and "0" * 64 in msg and "pip install --force-reinstall" in msg
+
+
+def test_cpu_threads_spin_only_on_an_idle_machine(monkeypatch):
+    """VECPIPE_ENCODE_SPIN: 1 / 0 as given; auto spins unless the 1-minute load already fills the
+    cores the model leaves free; anything else is a usage error naming the variable."""
+    from vecpipe.encode import onnx as ox
+    from vecpipe.errors import UsageError
+
+    monkeypatch.setattr(ox, "cpu_count", lambda: 8)
+    monkeypatch.setattr(ox.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert ox.spinning(8) and ox.spinning(4)
+    monkeypatch.setattr(ox.os, "getloadavg", lambda: (3.0, 0.0, 0.0))
+    assert ox.spinning(4) and not ox.spinning(8)  # 4 cores left free hold a load of 3; none left: no spinning
+    monkeypatch.setattr(ox.os, "getloadavg", lambda: (5.0, 0.0, 0.0))
+    assert not ox.spinning(4)
+    monkeypatch.setenv("VECPIPE_ENCODE_SPIN", "1")
+    assert ox.spinning(8)
+    monkeypatch.setenv("VECPIPE_ENCODE_SPIN", "0")
+    monkeypatch.setattr(ox.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert not ox.spinning(1)
+    monkeypatch.setenv("VECPIPE_ENCODE_SPIN", "sometimes")
+    with pytest.raises(UsageError, match="VECPIPE_ENCODE_SPIN"):
+        ox.spinning(1)

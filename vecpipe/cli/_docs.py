@@ -297,6 +297,10 @@ ENVIRONMENT: list[tuple[str, str]] = [
     ("VECPIPE_ENCODE_WIDTH_MULTIPLE",
      "Batch widths padded up to a multiple of this many tokens, never past the maximum length (embed; default 1 "
      "on a CPU, 32 on a GPU: fewer input shapes, each new one costs onnxruntime's CUDA provider time)."),
+    ("VECPIPE_ENCODE_SPIN",
+     "1 or 0: onnxruntime's CPU threads spin (or sleep) between operators; auto, the default, spins unless the "
+     "machine's 1-minute load already fills the cores the model does not use (a busy machine: about 17% faster "
+     "without spinning, bench/bench_embed.py)."),
     ("RAYON_NUM_THREADS",
      "Threads of the tokenizer's pool; when unset, embed on a GPU sets it to the cores less two, left to the "
      "threads that read, launch the model and write."),

@@ -105,6 +105,24 @@ def _first_line(exc: BaseException) -> str:
     return line[:300]
 
 
+def spinning(threads: int) -> bool:
+    """Whether onnxruntime's CPU threads spin between operators (``VECPIPE_ENCODE_SPIN``: ``1``,
+    ``0``, or ``auto``, the default). Spinning keeps a thread on its core for the next operator, which
+    pays on an idle machine and costs on a busy one: a spinning thread takes the core another process
+    was to use, and waits for its own threads that lost theirs. ``auto`` spins unless the machine's
+    load (the 1-minute average of runnable processes) already fills the cores this run does not use."""
+    value = os.environ.get("VECPIPE_ENCODE_SPIN", "auto").strip().lower()
+    if value in ("0", "1"):
+        return value == "1"
+    if value != "auto":
+        raise UsageError(f"VECPIPE_ENCODE_SPIN={value!r}: expected auto, 1 or 0")
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return True
+    return load < max(1, cpu_count() - threads) + 0.5
+
+
 def open_session(
     path: Path, providers: list[str], threads: int, rewrite: bool = True
 ) -> tuple[Any, bool]:
@@ -121,6 +139,8 @@ def open_session(
         # The GPU does the work: one CPU thread for the few host-side nodes, and no thread that
         # spins between runs, so that every core is left to the tokenizer feeding the GPU.
         so.intra_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif not spinning(threads):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     if rewrite:
