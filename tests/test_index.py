@@ -231,25 +231,39 @@ def test_training_sample_options_and_search_options(cli, tmp_path, docs_queries)
     assert narrow.exit_code == 0 and len(narrow.stdout.splitlines()) == 100
 
 
-def test_flat_build_reserves_storage_once_and_equals_the_plain_add(tmp_path):
-    """A Flat build told the row count sizes faiss's storage once; the index equals one built by
-    plain adds, and a row count the file cannot hold (damaged metadata) reserves nothing."""
+def test_flat_build_keeps_the_rows_and_serialises_as_faiss_does(tmp_path, monkeypatch):
+    """A Flat build keeps its rows as they were read (views where the input allows) and writes
+    faiss's own bytes: equal to faiss's serialisation of an IndexFlat given the same rows, for both
+    metrics and several dimensions, and the same when faiss's layout were not the expected one (the
+    rows are then handed to faiss)."""
     import faiss
 
-    from vecpipe.formats import sniff
+    from vecpipe.index import faiss_util
     from vecpipe.index.build import build_flat
-    from vecpipe.stages.build_index import plausible_rows
 
     rng = np.random.default_rng(3)
-    mats = [rng.standard_normal((n, 8)).astype(np.float32) for n in (5, 7, 4)]
-    batches = [(pa.array([f"d{i}_{j}" for j in range(len(m))]), m, {"metric": "ip"}) for i, m in enumerate(mats)]
-    plain = build_flat(iter(batches), "v", "ip")
-    reserved = build_flat(iter(batches), "v", "ip", rows=16)
-    assert reserved.index.ntotal == plain.index.ntotal == 16
-    np.testing.assert_array_equal(faiss.vector_to_array(reserved.index.codes), faiss.vector_to_array(plain.index.codes))
-    assert reserved.ids.equals(plain.ids)
-    path = tmp_path / "v.parquet"
-    pq.write_table(pa.table({"id": ["a", "b"], "x": [1, 2]}), path)
-    with sniff.Input(str(path)) as source:
-        assert plausible_rows(source, mats[0]) == 2
-        assert plausible_rows(source, np.zeros((1, 10**7), np.float32)) is None  # 2 rows of 40 MB in a tiny file
+    for d, metric in ((8, "ip"), (13, "l2"), (384, "ip")):
+        mats = [rng.standard_normal((n, d)).astype(np.float32) for n in (5, 7, 4)]
+        batches = [(pa.array([f"d{i}_{j}" for j in range(len(m))]), m, {"metric": metric}) for i, m in enumerate(mats)]
+        built = build_flat(iter(batches), "v", metric)
+        assert built.flat and built.index.ntotal == 16 and built.meta["count"] == 16
+        assert built.index.parts[0] is mats[0]  # the rows as given: no copy
+        real = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
+        real.add(np.concatenate(mats))
+        expected = bytes(faiss.serialize_index(real))
+        assert _written(built) == expected
+        assert bytes(built.blob) == expected  # the stdout path: faiss's bytes too
+        monkeypatch.setitem(faiss_util._FLAT_LAYOUTS, (d, metric), None)  # as if faiss laid it out otherwise
+        assert _written(built) == expected
+        monkeypatch.delitem(faiss_util._FLAT_LAYOUTS, (d, metric))
+
+
+def _written(built) -> bytes:
+    chunks: list[bytes] = []
+
+    def sink(chunk) -> int:
+        chunks.append(bytes(chunk))
+        return len(chunk)
+
+    built.write_to(sink)
+    return b"".join(chunks)

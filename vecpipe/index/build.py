@@ -16,7 +16,7 @@ from vecpipe.formats import metadata
 from vecpipe.formats.vectors import Vectors, first_duplicate
 from vecpipe.index import update
 from vecpipe.index.compressed import build_compressed, compression_of
-from vecpipe.index.faiss_util import Serialized, search_defaults, train_and_add, write_index_to
+from vecpipe.index.faiss_util import FlatRows, Serialized, search_defaults, train_and_add, write_index_to
 from vecpipe.index.specs import check_spec, make_index
 from vecpipe.metric import check_metric, default_metric, prepare
 
@@ -36,7 +36,8 @@ class BuiltIndex:
     @property
     def blob(self) -> np.ndarray:
         """The serialised faiss bytes (a view of faiss's buffer, kept alive by the array)."""
-        return Serialized(self.index, self.binary).view_owner()
+        index = self.index.to_faiss() if isinstance(self.index, FlatRows) else self.index
+        return Serialized(index, self.binary).view_owner()
 
     @property
     def flat(self) -> bool:
@@ -46,10 +47,13 @@ class BuiltIndex:
         seconds of compression per build and a decompression (no mapping) at every search."""
         import faiss
 
-        return isinstance(self.index, (faiss.IndexFlat, faiss.IndexHNSWFlat, faiss.IndexIVFFlat))
+        return isinstance(self.index, (FlatRows, faiss.IndexFlat, faiss.IndexHNSWFlat, faiss.IndexIVFFlat))
 
     def write_to(self, sink: Callable[[bytes], int]) -> None:
-        write_index_to(self.index, sink, self.binary)
+        if isinstance(self.index, FlatRows):
+            self.index.write_to(sink)
+        else:
+            write_index_to(self.index, sink, self.binary)
 
 
 def build_index(
@@ -112,14 +116,12 @@ def build_index(
 
 
 def build_flat(batches: Iterator[tuple[pa.Array, np.ndarray, dict[str, Any]]], name: str, metric: str | None = None,
-               train_size: int = DEFAULT_TRAIN_SIZE, seed: int = 0, rows: int | None = None) -> BuiltIndex:
-    """A Flat index built batch by batch from float vectors: no copy of the whole matrix is made
-    (each batch is prepared and added as it is read), so memory holds the index and one batch.
-    ``rows``, the input's row count where known, reserves the index's storage once instead of
-    growing it batch by batch (each growth copies everything added so far)."""
-    import faiss
-
-    index: Any = None
+               train_size: int = DEFAULT_TRAIN_SIZE, seed: int = 0) -> BuiltIndex:
+    """A Flat index built batch by batch from float vectors, its rows kept as they come
+    (:class:`~vecpipe.index.faiss_util.FlatRows`): the rows of a memory-mapped input (an Arrow file)
+    are never copied, other inputs' batches are held once, as decoded, and each is prepared (checked,
+    normalised for cos where needed) as it is read. faiss never holds a second copy."""
+    index: FlatRows | None = None
     ids_parts: list[pa.Array] = []
     source: dict[str, Any] = {}
     for ids, mat, meta in batches:
@@ -128,20 +130,17 @@ def build_flat(batches: Iterator[tuple[pa.Array, np.ndarray, dict[str, Any]]], n
             metric = check_metric(metric or default_metric(meta))
             if metric == "hamming":
                 raise UsageError("--metric hamming needs binary vectors (vecpipe binarize) and a binary spec such as BFlat")
-            index = faiss.IndexFlatL2(mat.shape[1]) if metric == "l2" else faiss.IndexFlatIP(mat.shape[1])
-            if rows and rows > len(mat):
-                # faiss's add resizes its code vector: sized once and emptied, it keeps the capacity
-                index.codes.resize(rows * index.code_size)
-                index.codes.resize(0)
+            index = FlatRows(mat.shape[1], str(metric))
         if mat.dtype.kind != "f":
             raise InputError(f"{name}: holds {mat.dtype} codes; build-index over float vectors here")
         index.add(prepare(mat, str(metric)))
         ids_parts.append(ids)
+    assert index is not None  # the vectors reader refuses an input without rows
     all_ids = pa.concat_arrays(ids_parts) if len(ids_parts) > 1 else ids_parts[0]
     dup = first_duplicate(all_ids)
     if dup is not None:
         raise InputError(f"{name}: id {dup!r} occurs more than once; ids must be unique")
-    meta = index_metadata(source, int(index.d), len(all_ids), "Flat", str(metric), {}, train_size, seed)
+    meta = index_metadata(source, index.d, len(all_ids), "Flat", str(metric), {}, train_size, seed)
     return BuiltIndex(meta, all_ids, index)
 
 

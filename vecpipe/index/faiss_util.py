@@ -115,6 +115,101 @@ def write_index_to(index: Any, sink: Callable[[bytes], int], binary: bool = Fals
     (faiss.write_index_binary if binary else faiss.write_index)(index, writer)
 
 
+class FlatRows:
+    """A Flat index (faiss ``IndexFlatIP`` / ``IndexFlatL2``) whose rows stay the arrays they were
+    added as (views of a memory-mapped input where the input allows), serialised exactly as faiss
+    serialises the same index, without faiss ever holding a copy of them.
+
+    faiss writes an IndexFlat as a header (which records the row count) followed by its codes, the
+    rows' bytes in order. The header for ``n`` rows is faiss's own serialisation of an index of the
+    same dimension and metric with ``ntotal`` set to ``n`` and no codes, its last field (the codes'
+    length) set for ``n`` rows; that layout is checked once per (dim, metric) against faiss's
+    serialisation of real rows, and where it does not hold (another faiss), :meth:`write_to` hands
+    the rows to faiss and serialises that instead: the bytes are faiss's either way.
+    """
+
+    def __init__(self, d: int, metric: str):
+        self.d = d
+        self.metric = metric
+        self.parts: list[np.ndarray] = []
+        self.ntotal = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        assert rows.ndim == 2 and rows.shape[1] == self.d
+        self.parts.append(rows)
+        self.ntotal += len(rows)
+
+    def _empty(self) -> Any:
+        import faiss
+
+        return faiss.IndexFlatL2(self.d) if self.metric == "l2" else faiss.IndexFlatIP(self.d)
+
+    def header(self) -> bytes | None:
+        """faiss's serialisation of this index up to its codes; ``None`` when the layout differs."""
+        per_row = _flat_layout(self.d, self.metric)
+        if per_row is None:
+            return None
+        import faiss
+
+        index = self._empty()
+        index.ntotal = self.ntotal
+        head = bytes(faiss.serialize_index(index))
+        return head[:-8] + int(per_row * self.ntotal).to_bytes(8, "little")
+
+    def to_faiss(self) -> Any:
+        """The rows in a faiss index (a copy): for a caller that needs faiss's object."""
+        index = self._empty()
+        for part in self.parts:
+            index.add(part)
+        return index
+
+    def write_to(self, sink: Callable[[Any], int]) -> None:
+        """The serialisation into ``sink`` (bytes-like chunks: the header, then views of the rows)."""
+        head = self.header()
+        if head is None:
+            write_index_to(self.to_faiss(), sink)
+            return
+        sink(head)
+        step = max(1, (1 << 24) // (4 * self.d))  # 16 MiB a write
+        for part in self.parts:
+            for start in range(0, len(part), step):
+                sink(part[start : start + step].data.cast("B"))
+
+
+_FLAT_LAYOUTS: dict[tuple[int, str], int | None] = {}
+
+
+def _flat_layout(d: int, metric: str) -> int | None:
+    """The codes-length field's value per row in faiss's IndexFlat serialisation (checked: the
+    header plus the rows equals faiss's bytes for 1, 2 and 3 real rows), or ``None``."""
+    key = (d, metric)
+    if key not in _FLAT_LAYOUTS:
+        import faiss
+
+        rows = np.random.default_rng(0).standard_normal((3, d)).astype(np.float32)
+        result: int | None = None
+        try:
+            probe = FlatRows(d, metric)
+            one = probe._empty()
+            one.add(rows[:1])
+            blob = bytes(faiss.serialize_index(one))
+            per_row = int.from_bytes(blob[len(blob) - 4 * d - 8 : len(blob) - 4 * d], "little")
+            _FLAT_LAYOUTS[key] = per_row
+            result = per_row
+            for n in (1, 2, 3):
+                probe = FlatRows(d, metric)
+                probe.add(rows[:n])
+                real = probe.to_faiss()
+                if probe.header() + rows[:n].tobytes() != bytes(faiss.serialize_index(real)):  # type: ignore[operator]
+                    result = None
+                    break
+        except Exception:  # noqa: BLE001 - any surprise in faiss's layout: let faiss serialise
+            result = None
+        _FLAT_LAYOUTS[key] = result
+    return _FLAT_LAYOUTS[key]
+
+
 class Serialized:
     """An index's faiss bytes as a uint8 view of faiss's own buffer (no copy); keep this object alive
     while the view is used."""

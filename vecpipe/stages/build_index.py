@@ -5,33 +5,19 @@ from __future__ import annotations
 import itertools
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vecpipe.errors import InputError, UsageError
 from vecpipe.formats import registry, vpi
-from vecpipe.formats.records import Fields, count_rows
+from vecpipe.formats.records import Fields
 from vecpipe.formats.vectors import collect_vectors, iter_vectors
 from vecpipe.index.build import DEFAULT_TRAIN_SIZE, build_flat, build_index
 from vecpipe.index.specs import applies, parse_spec
 from vecpipe.metric import check_metric, prepare
 from vecpipe.pipeline.runner import Context, Stage, inp, opt, rec
 
-
-def plausible_rows(source: Any, first: np.ndarray) -> int | None:
-    """The input's row count from its metadata, to reserve a Flat index's storage once; None when
-    unknown or when it claims more vectors than the file could hold (a damaged count must not
-    allocate: the rows read are what counts)."""
-    rows = count_rows(source)
-    if not rows or source.path is None:
-        return None
-    try:
-        size = Path(source.path).stat().st_size
-    except OSError:
-        return None
-    return rows if rows * first.shape[1] * first.itemsize <= 2 * size + (1 << 20) else None
 
 @dataclass
 class BuildIndex(Stage):
@@ -221,7 +207,7 @@ class BuildIndex(Stage):
         first = next(batches)
         rest = itertools.chain([first], batches)
         if self.spec == "Flat" and first[1].dtype.kind == "f" and not isinstance(first[2].get("compression"), dict):
-            built = build_flat(rest, source.name, self.metric, self.train_size, self.seed, rows=plausible_rows(source, first[1]))
+            built = build_flat(rest, source.name, self.metric, self.train_size, self.seed)
         else:
             built = build_index(self.ordered(collect_vectors(source.name, rest), ctx), spec=self.spec, metric=self.metric,
                                 train_size=self.train_size, seed=self.seed, nprobe=self.nprobe, ef_search=self.ef_search,
