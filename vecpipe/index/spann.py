@@ -660,7 +660,7 @@ class SpannMixin:
             scores[i, :m] = s[top]
             labels[i, :m] = rows[top]
         self.queries_seen += len(q)
-        return self.order(scores, labels)  # type: ignore[attr-defined]
+        return self.order(scores, labels)
 
     def order(self, scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Score descending, ties by docid ascending, as every index orders its results, but with
