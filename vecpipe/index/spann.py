@@ -47,7 +47,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecpipe.errors import InputError, UsageError
-from vecpipe.formats import metadata, vpi
+from vecpipe.formats import arrowfn, metadata, vpi
 from vecpipe.formats.vectors import first_duplicate
 from vecpipe.metric import check_metric, default_metric, prepare, scores_from_distances
 
@@ -669,7 +669,7 @@ class SpannMixin:
         valid = labels >= 0
         uniq, inv = np.unique(np.where(valid, labels, 0), return_inverse=True)
         names = np.empty(len(uniq), object)
-        names[:] = self.ids.take(pa.array(uniq)).to_pylist()  # str order: code points, as Arrow's sort of UTF-8
+        names[:] = arrowfn.take(self.ids, pa.array(uniq)).to_pylist()  # str order: code points, as Arrow's sort of UTF-8
         local = np.empty(len(uniq), np.int64)
         local[np.argsort(names, kind="stable")] = np.arange(len(uniq))
         id_rank = np.where(valid, local[inv.reshape(labels.shape)], np.iinfo(np.int64).max)
