@@ -27,8 +27,9 @@ directory (offset, count and crc32 of each list) and the sq8 ranges are small zs
 
 Searching (:class:`SpannIndex`) loads only the small sections; the posting lists of the ``nprobe``
 nearest heads (skipping heads further than ``max_dist_ratio`` times the nearest) are read with
-``os.pread`` on a thread pool, checked against their crc32, deduplicated and scored exactly on their
-codes (exact for ``f32``).
+``os.preadv`` on a thread pool, in waves through one reused buffer of :data:`READ_BUFFER` bytes,
+checked against their crc32, each scored on its codes (exact for ``f32``) against the queries that
+probe it, and deduplicated; ``search --rescore`` rescores the candidates from the full vectors.
 """
 
 from __future__ import annotations
