@@ -3,6 +3,7 @@ per query, beside faiss IVF-Flat and IVF-PQ, on seeded synthetic clustered vecto
 
     python bench/bench_spann.py [--n 1000000] [--queries 1000] [--workdir DIR] [--spec SPANN] [--index SPANN.vpi]
         [--settings NPROBE:RATIO,...] [--rescore [--rescore-multiplier 4]] [--baselines Flat,PQ48,PQ96] [--nprobes 1,2,...]
+        [--baseline-multipliers 4,20]
 
 The vectors are written to Parquet in batches (never whole in memory); SPANN is built with the
 CLI (`vecpipe build-index --spec SPANN`: its wall time and peak RSS are the child process's); each
@@ -283,6 +284,8 @@ def main() -> None:
     ap.add_argument("--baselines", default="Flat,PQ48,PQ96", help="faiss IVF{4 sqrt(n)},X baselines: X,... (PQ ones are also "
                     "searched with rescoring from the full vectors)")
     ap.add_argument("--nprobes", default="1,2,4,8,16,32,64,128", help="faiss baselines' nprobe sweep")
+    ap.add_argument("--baseline-multipliers", default="4,20", help="the PQ baselines are also searched with k x M candidates "
+                    "rescored from the full vectors, for each M")
     ap.add_argument("--no-baselines", action="store_true", help="skip faiss IVF-Flat and IVF-PQ")
     ap.add_argument("--no-spann", action="store_true", help="the faiss baselines only")
     ap.add_argument("--docs", type=Path, help="384-d vectors to use instead of synthetic ones (e.g. SciFact's)")
@@ -351,10 +354,10 @@ def main() -> None:
         built = None if path.exists() else child("faiss-build", spec, str(docs), str(path), str(n))
         res = child("faiss-search", str(path), str(queries), str(gt_path), args.nprobes)
         print_faiss(spec, built, res, floats)
-        if kind != "Flat":
+        for m in () if kind == "Flat" else args.baseline_multipliers.split(","):
             raw = raw_copy(docs, work / f"{docs.stem}.f32")
-            res = child("faiss-search", str(path), str(queries), str(gt_path), args.nprobes, str(raw), mult)
-            print_faiss(f"{spec} + rescoring of k x {mult} candidates from {raw.name} (positioned reads)", None, res, floats)
+            res = child("faiss-search", str(path), str(queries), str(gt_path), args.nprobes, str(raw), m)
+            print_faiss(f"{spec} + rescoring of k x {m} candidates from {raw.name} (positioned reads)", None, res, floats)
 
 
 if __name__ == "__main__":
