@@ -618,7 +618,8 @@ class SpannMixin:
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The probed lists are read in waves into one reused buffer of :data:`READ_BUFFER` bytes
         and scored list by list (each list against the queries that probe it), so the memory a
-        search adds is that buffer, one decoded list and the candidates' scores, at any nprobe."""
+        search adds is that buffer, one decoded list and the candidates' scores, at any nprobe.
+        (The buffer is the index's own: one search at a time per loaded index, as search_run does.)"""
         q = prepare(queries, str(self.meta["metric"]))
         metric = str(self.meta["metric"])
         lists = self.probe(q)
