@@ -1,7 +1,9 @@
 """SPANN disk index figures (issue 14): recall@10 against queries/s, resident memory and bytes read
 per query, beside faiss IVF-Flat and IVF-PQ, on seeded synthetic clustered vectors.
 
-    python bench/bench_spann.py [--n 1000000] [--queries 1000] [--workdir DIR] [--spec SPANN]
+    python bench/bench_spann.py [--n 1000000] [--queries 1000] [--workdir DIR] [--spec SPANN] [--index SPANN.vpi]
+        [--settings NPROBE:RATIO,...] [--rescore [--rescore-multiplier 4]] [--baselines Flat,PQ48,PQ96] [--nprobes 1,2,...]
+        [--baseline-multipliers 4,20]
 
 The vectors are written to Parquet in batches (never whole in memory); SPANN is built with the
 CLI (`vecpipe build-index --spec SPANN`: its wall time and peak RSS are the child process's); each
@@ -100,36 +102,89 @@ def recall(gt: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean([len(set(gt[i].tolist()) & set(labels[i].tolist())) / K for i in range(len(gt))]))
 
 
-def evict(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+def evict(*paths: Path) -> None:
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
-def child_spann(index: Path, queries: Path, gt_path: Path, settings: list[tuple[int, float]]) -> dict:
+def arrow_copy(docs: Path, out: Path) -> Path:
+    """The docs as an Arrow IPC file (streamed): what `search --rescore` memory-maps, touching only
+    the candidates' pages (a Parquet file is read by row groups: 150 MB each here)."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    if not out.exists():
+        pf = pq.ParquetFile(docs)
+        tmp = out.with_suffix(".tmp")
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, pf.schema_arrow) as writer:
+            for batch in pf.iter_batches(batch_size=65536):
+                writer.write_batch(batch)
+        tmp.rename(out)
+    return out
+
+
+def raw_copy(docs: Path, out: Path) -> Path:
+    """The docs as raw float32 rows, for the faiss baselines' rescoring by positioned reads."""
+    if not out.exists():
+        tmp = out.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            for x in batches(docs):
+                fh.write(x.tobytes())
+        tmp.rename(out)
+    return out
+
+
+def child_spann(index: Path, queries: Path, gt_path: Path, settings: list[tuple[int, float]], rescore: Path | None = None,
+                multiplier: int = 4) -> dict:
+    """Searches in this fresh process; with ``rescore``, k x ``multiplier`` candidates are rescored
+    from the full vectors by vecpipe's Rescorer (the second stage of `search --rescore`)."""
+    import pyarrow as pa
+
     from vecpipe.index.search import load_index
 
     base = rss()
     loaded = load_index(index)
+    rescorer = None
+    if rescore is not None:
+        from vecpipe.index.rescore import Rescorer
+
+        rescorer = Rescorer(rescore, multiplier=multiplier)
     q = queries_of(queries)
     gt = np.load(gt_path)
+    gt_ids = np.asarray(loaded.ids.take(pa.array(gt.reshape(-1))).to_pylist(), object).reshape(gt.shape)
+    qids = pa.array([str(i) for i in range(len(q))])
     after_load = rss()
     rows = []
+    fetch = K * (multiplier if rescorer else 1)
     for nprobe, ratio in settings:
         loaded.set_params(nprobe=nprobe, max_dist_ratio=ratio)
         out = {"nprobe": nprobe, "max_dist_ratio": ratio}
         for mode in ("cold", "warm"):
             if mode == "cold":
-                evict(index)
+                evict(index, *([rescore] if rescore else []))
             loaded.bytes_read, loaded.lists_read = 0, 0
+            found: list[list[str]] = []
             t = time.perf_counter()
-            labels = np.concatenate([loaded.search(q[i : i + 256], K)[1] for i in range(0, len(q), 256)])
+            for i in range(0, len(q), 256):
+                _, labels = loaded.search(q[i : i + 256], fetch)
+                if rescorer is None:
+                    found += [loaded.ids.take(pa.array(row[row >= 0])).to_pylist() for row in labels]
+                    continue
+                run = rescorer.rescore(qids.slice(i, len(labels)), q[i : i + 256], labels, loaded.ids, K).to_pydict()
+                per: dict[str, list[str]] = {}
+                for qid, docid in zip(run["qid"], run["docid"], strict=True):
+                    per.setdefault(qid, []).append(docid)
+                found += [per.get(str(j), []) for j in range(i, i + len(labels))]
             dt = time.perf_counter() - t
             out[f"qps_{mode}"] = len(q) / dt
-        out.update(recall=recall(gt, labels), bytes_per_query=loaded.bytes_read / len(q), lists_per_query=loaded.lists_read / len(q),
-                   rss=rss())
+        out.update(recall=float(np.mean([len(set(gt_ids[i]) & set(found[i])) / K for i in range(len(q))])),
+                   bytes_per_query=loaded.bytes_read / len(q), lists_per_query=loaded.lists_read / len(q),
+                   rescored_per_query=fetch if rescorer else 0, rss=rss())
         rows.append(out)
     return {"rss_before_load": base, "rss_after_load": after_load, "index_memory": loaded.memory_bytes, "rows": rows,
             "peak_rss": rss("VmHWM")}
@@ -141,7 +196,7 @@ def child_faiss_build(spec: str, docs: Path, out: Path, n: int) -> dict:
     t = time.perf_counter()
     index = faiss.index_factory(DIM, spec, faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(0)
-    want = min(n, 100_000)
+    want = min(n, 160_000)  # 40 per list of IVF4032 (faiss asks for 39)
     keep = rng.random(n) < want / n
     sample, start = [], 0
     for x in batches(docs):
@@ -155,27 +210,63 @@ def child_faiss_build(spec: str, docs: Path, out: Path, n: int) -> dict:
     return {"build_s": time.perf_counter() - t, "peak_rss": rss("VmHWM")}
 
 
-def child_faiss_search(path: Path, queries: Path, gt_path: Path, nprobes: list[int]) -> dict:
+def child_faiss_search(path: Path, queries: Path, gt_path: Path, nprobes: list[int], raw: Path | None = None,
+                       multiplier: int = 4) -> dict:
+    """With ``raw`` (float32 rows), k x ``multiplier`` candidates are rescored exactly from it by
+    positioned reads (nothing mapped: the vectors never count in the process's memory)."""
     import faiss
 
     base = rss()
     index = faiss.read_index(str(path))
     q = queries_of(queries)
     gt = np.load(gt_path)
+    fd = os.open(raw, os.O_RDONLY) if raw else None
     after_load = rss()
     rows = []
     for nprobe in nprobes:
         faiss.extract_index_ivf(index).nprobe = nprobe
         t = time.perf_counter()
-        _, labels = index.search(q, K)
+        _, labels = index.search(q, K * multiplier if fd is not None else K)
+        if fd is not None:
+            size = DIM * 4
+            for i, row in enumerate(labels):
+                row = row[row >= 0]
+                vecs = np.stack([np.frombuffer(os.pread(fd, size, int(r) * size), np.float32) for r in row.tolist()])
+                labels[i, :K] = row[np.argsort(-(vecs @ q[i]), kind="stable")[:K]]
+            labels = labels[:, :K]
         dt = time.perf_counter() - t
         rows.append({"nprobe": nprobe, "recall": recall(gt, labels), "qps_warm": len(q) / dt, "rss": rss()})
-    return {"rss_before_load": base, "rss_after_load": after_load, "index_memory": path.stat().st_size, "rows": rows}
+    return {"rss_before_load": base, "rss_after_load": after_load, "index_memory": path.stat().st_size, "rows": rows,
+            "peak_rss": rss("VmHWM")}
 
 
 def child(*args: str) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True, check=True)
     return json.loads(proc.stdout)
+
+
+def print_spann(res: dict, floats: int, label: str) -> None:
+    print(f"\n{label} (fresh process): RSS {res['rss_before_load'] / 2**20:.0f} MiB before loading, "
+          f"{res['rss_after_load'] / 2**20:.0f} MiB after loading it and the queries ({res['rss_after_load'] / floats:.1%} of the float "
+          f"vectors); index's own memory {res['index_memory'] / 2**20:.0f} MiB ({res['index_memory'] / floats:.1%}); "
+          f"peak RSS (VmHWM: loading and searching) {res['peak_rss'] / 2**20:.0f} MiB ({res['peak_rss'] / floats:.1%})")
+    print(f"{'nprobe':>6} {'ratio':>5} {'recall@10':>9} {'q/s warm':>9} {'q/s cold':>9} {'KiB read/q':>10} {'lists/q':>7} "
+          f"{'rescored/q':>10} {'RSS MiB':>8} {'RSS/floats':>10}")
+    for r in res["rows"]:
+        print(f"{r['nprobe']:>6} {r['max_dist_ratio']:>5g} {r['recall']:>9.4f} {r['qps_warm']:>9.0f} {r['qps_cold']:>9.0f} "
+              f"{r['bytes_per_query'] / 1024:>10.0f} {r['lists_per_query']:>7.1f} {r.get('rescored_per_query', 0):>10} "
+              f"{r['rss'] / 2**20:>8.0f} {r['rss'] / floats:>10.1%}", flush=True)
+
+
+def print_faiss(spec: str, built: dict | None, res: dict, floats: int) -> None:
+    made = f"build {built['build_s']:.0f} s (peak RSS {built['peak_rss'] / 2**20:,.0f} MiB); " if built else "(built before); "
+    print(f"\nfaiss {spec}: {made}searching process RSS {res['rss_after_load'] / 2**20:,.0f} MiB after loading "
+          f"({res['rss_after_load'] / floats:.1%} of the float vectors), peak {res['peak_rss'] / 2**20:,.0f} MiB, "
+          f"index file {res['index_memory'] / 2**20:,.0f} MiB")
+    print(f"{'nprobe':>6} {'recall@10':>9} {'q/s warm':>9} {'RSS MiB':>8} {'RSS/floats':>10}")
+    for r in res["rows"]:
+        print(f"{r['nprobe']:>6} {r['recall']:>9.4f} {r['qps_warm']:>9.0f} {r['rss'] / 2**20:>8.0f} {r['rss'] / floats:>10.1%}",
+              flush=True)
 
 
 def main() -> None:
@@ -184,8 +275,17 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / ".spann")
     ap.add_argument("--spec", default="SPANN")
+    ap.add_argument("--index", type=Path, help="search this SPANN index (built before, from the same vectors) instead of building one")
     ap.add_argument("--settings", default="4:0,8:0,16:0,32:0,64:0,128:0,64:1.5,128:1.5",
                     help="SPANN searches: nprobe:max_dist_ratio,...")
+    ap.add_argument("--rescore", action="store_true", help="also search SPANN with k x --rescore-multiplier candidates "
+                    "rescored from the full vectors (an Arrow IPC copy of them, written once in the workdir)")
+    ap.add_argument("--rescore-multiplier", type=int, default=4)
+    ap.add_argument("--baselines", default="Flat,PQ48,PQ96", help="faiss IVF{4 sqrt(n)},X baselines: X,... (PQ ones are also "
+                    "searched with rescoring from the full vectors)")
+    ap.add_argument("--nprobes", default="1,2,4,8,16,32,64,128", help="faiss baselines' nprobe sweep")
+    ap.add_argument("--baseline-multipliers", default="4,20", help="the PQ baselines are also searched with k x M candidates "
+                    "rescored from the full vectors, for each M")
     ap.add_argument("--no-baselines", action="store_true", help="skip faiss IVF-Flat and IVF-PQ")
     ap.add_argument("--no-spann", action="store_true", help="the faiss baselines only")
     ap.add_argument("--docs", type=Path, help="384-d vectors to use instead of synthetic ones (e.g. SciFact's)")
@@ -194,13 +294,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         kind, *rest = args.child
+        extra = (Path(rest[4]), int(rest[5])) if len(rest) > 4 else ()
         if kind == "spann":
             settings = [(int(a), float(b)) for a, b in (s.split(":") for s in rest[3].split(","))]
-            result = child_spann(Path(rest[0]), Path(rest[1]), Path(rest[2]), settings)
+            result = child_spann(Path(rest[0]), Path(rest[1]), Path(rest[2]), settings, *extra)
         elif kind == "faiss-build":
             result = child_faiss_build(rest[0], Path(rest[1]), Path(rest[2]), int(rest[3]))
         else:
-            result = child_faiss_search(Path(rest[0]), Path(rest[1]), Path(rest[2]), [int(x) for x in rest[3].split(",")])
+            result = child_faiss_search(Path(rest[0]), Path(rest[1]), Path(rest[2]), [int(x) for x in rest[3].split(",")], *extra)
         print(json.dumps(result))
         return
     work = args.workdir
@@ -222,46 +323,41 @@ def main() -> None:
     ground_truth(docs, q, gt_path)
     print(f"data: {n:,} x {DIM} {what} ({floats / 2**20:,.0f} MiB as float32), {len(q)} queries; "
           f"data + exact ground truth {time.perf_counter() - t:.0f} s", flush=True)
+    mult = str(args.rescore_multiplier)
     if not args.no_spann:
-        index = work / f"spann-{n}.vpi"
-        t = time.perf_counter()
-        _, _, err = vp("build-index", str(docs), "--spec", args.spec, "-o", str(index), "--force")
-        build_s = time.perf_counter() - t
-        build_peak = int(float(err.rsplit("peak memory ", 1)[1].split()[0]) * 2**20)  # the CLI's peak RssAnon
+        index = args.index or work / f"spann-{n}.vpi"
+        if not args.index:
+            t = time.perf_counter()
+            _, _, err = vp("build-index", str(docs), "--spec", args.spec, "-o", str(index), "--force")
+            build_s = time.perf_counter() - t
+            build_peak = int(float(err.rsplit("peak memory ", 1)[1].split()[0]) * 2**20)  # the CLI's peak RssAnon
         meta = json.loads(subprocess.run([sys.executable, "-m", "vecpipe", "inspect", str(index), "--format", "json"], text=True,
                                          stdout=subprocess.PIPE, check=True).stdout)["vecpipe"]
         info = meta["spann"]
-        print(f"\nSPANN build: vecpipe build-index {docs.name} --spec {args.spec}: {build_s:.0f} s, peak anonymous RSS "
-              f"{build_peak / 2**20:,.0f} MiB ({build_peak / floats:.0%} of the float vectors; the input Parquet is memory-mapped on top); "
-              f"{info['heads']:,} heads, replication {info['replication']}, "
+        made = (f"vecpipe build-index {docs.name} --spec {args.spec}: {build_s:.0f} s, peak anonymous RSS {build_peak / 2**20:,.0f} MiB "
+                f"({build_peak / floats:.0%} of the float vectors; the input Parquet is memory-mapped on top)" if not args.index
+                else f"{index.name} (built before: {meta['spec']})")
+        print(f"\nSPANN: {made}; {info['heads']:,} heads, {info['codes']} codes, replication {info['replication']}, "
               f"lists {info['mean_list']} on average (max {info['max_list']}, cap {info['cap']}), "
               f"{index.stat().st_size / 2**20:,.0f} MiB file", flush=True)
-        print("  " + err.strip().splitlines()[-1])
-        settings = args.settings
-        res = child("spann", str(index), str(queries), str(gt_path), settings)
-        print(f"\nSPANN search (fresh process): RSS {res['rss_before_load'] / 2**20:.0f} MiB before loading, "
-              f"{res['rss_after_load'] / 2**20:.0f} MiB after ({res['rss_after_load'] / floats:.1%} of the float vectors); "
-              f"index's own memory {res['index_memory'] / 2**20:.0f} MiB ({res['index_memory'] / floats:.1%}); "
-              f"peak RSS while searching {res['peak_rss'] / 2**20:.0f} MiB ({res['peak_rss'] / floats:.1%})")
-        print(f"{'nprobe':>6} {'ratio':>5} {'recall@10':>9} {'q/s warm':>9} {'q/s cold':>9} {'KiB read/q':>10} {'lists/q':>7} "
-              f"{'RSS MiB':>8} {'RSS/floats':>10}")
-        for r in res["rows"]:
-            print(f"{r['nprobe']:>6} {r['max_dist_ratio']:>5g} {r['recall']:>9.4f} {r['qps_warm']:>9.0f} {r['qps_cold']:>9.0f} "
-                  f"{r['bytes_per_query'] / 1024:>10.0f} {r['lists_per_query']:>7.1f} {r['rss'] / 2**20:>8.0f} {r['rss'] / floats:>10.1%}",
-                  flush=True)
+        if not args.index:
+            print("  " + err.strip().splitlines()[-1])
+        print_spann(child("spann", str(index), str(queries), str(gt_path), args.settings), floats, "SPANN search")
+        if args.rescore:
+            full = arrow_copy(docs, work / f"{docs.stem}.arrow")
+            res = child("spann", str(index), str(queries), str(gt_path), args.settings, str(full), mult)
+            print_spann(res, floats, f"SPANN search + rescoring of k x {mult} candidates from {full.name} (memory-mapped)")
     nlist = max(64, int(4 * np.sqrt(n)) // 64 * 64)
-    for spec in () if args.no_baselines else (f"IVF{nlist},Flat", f"IVF{nlist},PQ64"):
+    for kind in () if args.no_baselines else args.baselines.split(","):
+        spec = f"IVF{nlist},{kind}"
         path = work / f"{spec.replace(',', '_')}-{n}.faiss"
-        built = child("faiss-build", spec, str(docs), str(path), str(n))
-        res = child("faiss-search", str(path), str(queries), str(gt_path), "1,2,4,8,16,32,64,128")
-        print(f"\nfaiss {spec}: build {built['build_s']:.0f} s (peak RSS {built['peak_rss'] / 2**20:,.0f} MiB); searching process "
-              f"RSS {res['rss_after_load'] / 2**20:,.0f} MiB after loading ({res['rss_after_load'] / floats:.1%} of the float "
-              f"vectors), index {res['index_memory'] / 2**20:,.0f} MiB")
-        print(f"{'nprobe':>6} {'recall@10':>9} {'q/s warm':>9} {'RSS MiB':>8} {'RSS/floats':>10}")
-        for r in res["rows"]:
-            print(f"{r['nprobe']:>6} {r['recall']:>9.4f} {r['qps_warm']:>9.0f} {r['rss'] / 2**20:>8.0f} {r['rss'] / floats:>10.1%}",
-                  flush=True)
-        path.unlink()
+        built = None if path.exists() else child("faiss-build", spec, str(docs), str(path), str(n))
+        res = child("faiss-search", str(path), str(queries), str(gt_path), args.nprobes)
+        print_faiss(spec, built, res, floats)
+        for m in () if kind == "Flat" else args.baseline_multipliers.split(","):
+            raw = raw_copy(docs, work / f"{docs.stem}.f32")
+            res = child("faiss-search", str(path), str(queries), str(gt_path), args.nprobes, str(raw), m)
+            print_faiss(f"{spec} + rescoring of k x {m} candidates from {raw.name} (positioned reads)", None, res, floats)
 
 
 if __name__ == "__main__":

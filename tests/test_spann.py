@@ -245,3 +245,53 @@ def test_inspect_diagnose(cli, tmp_path, docs_queries):
     assert cli("build-index", docs, "--spec", "SPANN", "-o", sp).exit_code == 0
     res = cli("inspect", sp, "--diagnose", "--queries", queries)
     assert res.exit_code == 1 and "--diagnose" in res.output
+
+
+@pytest.mark.parametrize("codes", ["sq8", "f16"])
+def test_spann_compressed_codes_rescored_from_full_vectors(cli, tmp_path, docs_queries, codes):
+    """Posting lists of codes, rescored from the full vectors (search --rescore): with every list
+    read, the top k is exact search's, in its order, with its scores."""
+    docs, queries, d, q, _ = docs_queries
+    index = tmp_path / f"{codes}.vpi"
+    assert cli("build-index", docs, "--spec", f"SPANN,heads=0.1,codes={codes},nprobe=50", "-o", index).exit_code == 0
+    exact = np.argsort(-(q @ d.T), axis=1, kind="stable")[:, :10]
+    runs = {}
+    for name, extra in (("codes", ()), ("rescored", ("--rescore", docs, "--rescore-multiplier", 3))):
+        out = tmp_path / f"{name}.parquet"
+        res = cli("search", queries, "--index", index, "-k", 10, "--format", "parquet", "-o", out, *extra)
+        assert res.exit_code == 0, res.output
+        runs[name] = pq.read_table(out).to_pydict()
+    run = runs["rescored"]
+    for i in range(len(q)):
+        got = [(b, s) for a, b, s in zip(run["qid"], run["docid"], run["score"], strict=True) if a == f"q{i}"]
+        assert [b for b, _ in got] == [f"d{j}" for j in exact[i]]
+        np.testing.assert_allclose([s for _, s in got], q[i] @ d[exact[i]].T, atol=1e-6)
+    assert pq.read_metadata(tmp_path / "rescored.parquet").metadata  # the run records the rescoring
+    # the codes' own scores are approximate (sq8 and f16 both round): rescoring replaced them
+    coded = dict(zip(zip(runs["codes"]["qid"], runs["codes"]["docid"], strict=True), runs["codes"]["score"], strict=True))
+    err = max(abs(coded[(f"q{i}", f"d{j}")] - float(q[i] @ d[j])) for i in range(len(q)) for j in exact[i] if (f"q{i}", f"d{j}") in coded)
+    assert err > 1e-6
+    # hostile: full vectors of another dimension, or lacking some of the index's ids
+    other = write_vectors(tmp_path / "other.parquet", clustered(500, 16, seed=1))
+    res = cli("search", queries, "--index", index, "-k", 10, "--rescore", other, "--format", "trec")
+    assert res.exit_code == 1 and "dimension" in res.output
+    part = write_vectors(tmp_path / "part.parquet", d[:100])
+    res = cli("search", queries, "--index", index, "-k", 10, "--rescore", part, "--format", "trec")
+    assert res.exit_code == 1 and "not in this file" in res.output
+
+
+def test_spann_ties_ordered_by_docid(cli, tmp_path):
+    """Equal scores are ordered by docid ascending (string order, not row order), as every index
+    orders them, though SPANN ranks only the batch's docids."""
+    rng = np.random.default_rng(0)
+    d = rng.integers(-4, 5, (300, 32)).astype(np.float32) / 4  # dot products exact in float32
+    for row in (30, 200):
+        d[row] = d[7]
+    docs = write_vectors(tmp_path / "d.parquet", d, meta={"metric": "ip", "normalized": False})
+    queries = write_vectors(tmp_path / "q.parquet", d[[7]], prefix="q", meta={"metric": "ip", "normalized": False})
+    index = tmp_path / "s.vpi"
+    assert cli("build-index", docs, "--spec", "SPANN,heads=0.1,codes=f32,nprobe=30", "--metric", "ip", "-o", index).exit_code == 0
+    res = cli("search", queries, "--index", index, "-k", 3, "--format", "trec")
+    assert res.exit_code == 0, res.output
+    rows = [line.split() for line in res.stdout.splitlines()]
+    assert [r[2] for r in rows] == ["d200", "d30", "d7"] and len({r[4] for r in rows}) == 1

@@ -1938,6 +1938,27 @@ def _class_spann():
 
     add("class7-search-spann-corrupt-posting-list", 7, "search", setup_corrupt, Refuse(1))
 
+    def build_spann8(ctx):
+        cp(ctx, "docs.parquet")
+        cp(ctx, "queries.parquet")
+        ctx.vp("build-index", "docs.parquet", "--spec", "SPANN,heads=0.1,codes=sq8", "-o", "spann8.vpi")
+
+    def setup_rescore_dim(ctx):
+        build_spann8(ctx)
+        write_vectors(ctx.path("d16.parquet"), DOC_IDS, np.ascontiguousarray(DOCS[:, :16]))
+        return Inv(argv=["search", "queries.parquet", "--index", "spann8.vpi", "--rescore", "d16.parquet", "-k", "5", "-o", "run.parquet"],
+                   out=["run.parquet"], mention=["dimension"])
+
+    add("class4-search-spann-sq8-rescore-wrong-dimension", 4, "search", setup_rescore_dim, Refuse(1))
+
+    def setup_rescore_missing(ctx):
+        build_spann8(ctx)
+        write_vectors(ctx.path("dpart.parquet"), DOC_IDS[:50], np.ascontiguousarray(DOCS[:50]))
+        return Inv(argv=["search", "queries.parquet", "--index", "spann8.vpi", "--rescore", "dpart.parquet", "-k", "5", "-o", "run.parquet"],
+                   out=["run.parquet"], mention=["not in this file"])
+
+    add("class5-search-spann-sq8-rescore-missing-ids", 5, "search", setup_rescore_missing, Refuse(1))
+
     for slug, index, ratio, code in (("flat", "flat.vpi", "2", 2), ("below-one", "spann.vpi", "0.5", 2)):
         def setup_ratio(ctx, index=index, ratio=ratio):
             cp(ctx, "queries.parquet")

@@ -27,8 +27,9 @@ directory (offset, count and crc32 of each list) and the sq8 ranges are small zs
 
 Searching (:class:`SpannIndex`) loads only the small sections; the posting lists of the ``nprobe``
 nearest heads (skipping heads further than ``max_dist_ratio`` times the nearest) are read with
-``os.pread`` on a thread pool, checked against their crc32, deduplicated and scored exactly on their
-codes (exact for ``f32``).
+``os.preadv`` on a thread pool, in waves through one reused buffer of :data:`READ_BUFFER` bytes,
+checked against their crc32, each scored on its codes (exact for ``f32``) against the queries that
+probe it, and deduplicated; ``search --rescore`` rescores the candidates from the full vectors.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecpipe.errors import InputError, UsageError
-from vecpipe.formats import metadata, vpi
+from vecpipe.formats import arrowfn, metadata, vpi
 from vecpipe.formats.vectors import first_duplicate
 from vecpipe.metric import check_metric, default_metric, prepare, scores_from_distances
 
@@ -65,8 +66,8 @@ INTEGER = ("replicas", "rng", "cap", "m", "nprobe")
 SPEC_HELP = ("SPANN[,heads=0.02][,replicas=8][,eps=0.5][,rng=1|0][,cap=0 (auto)][,codes=f16|f32|sq8][,head_codes=sq8|f16|f32]"
              "[,m=16][,nprobe=128][,max_dist_ratio=0]")
 CHUNK = 16384
-GROUP = 16  # queries searched together at most (their posting lists read once, held together)
-GROUP_BYTES = 2 << 20  # and fewer when their lists would take more than this in memory
+GROUP = 32  # queries searched together (a posting list several of them probe is read once)
+READ_BUFFER = 1 << 20  # posting lists are read in waves into one buffer of this size, reused
 CANDIDATES = 32  # heads searched per vector at assignment, from which up to `replicas` are taken
 
 
@@ -541,6 +542,7 @@ class SpannMixin:
         self.nprobe = int(params.get("nprobe") or DEFAULTS["nprobe"])
         self.max_dist_ratio = float(params.get("max_dist_ratio") or 0.0)
         self.pool = ThreadPoolExecutor(min(16, (os.cpu_count() or 1) * 2))
+        self.buffer = memoryview(bytearray(READ_BUFFER))
         self.bytes_read = 0  # blocks read from the posting lists, since loading
         self.lists_read = 0
         self.queries_seen = 0
@@ -568,8 +570,8 @@ class SpannMixin:
         return heads + self.offsets.nbytes * 3 + int(self.ids.nbytes)
 
     def _read(self, job: tuple[int, memoryview]) -> tuple[np.ndarray, np.ndarray]:
-        """One posting list read into its slice of the group's buffer (allocated by the caller's
-        thread, so the pool's threads allocate nothing) and checked against its crc32."""
+        """One posting list read into its slice of the read buffer (the pool's threads allocate
+        nothing) and checked against its crc32: (row numbers, codes), views into that slice."""
         head, raw = job
         count = int(self.counts[head])
         size = count * (4 + self.code_size)
@@ -595,47 +597,86 @@ class SpannMixin:
         return out
 
     def search(self, queries: np.ndarray, k: int, qmeta: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Queries in groups of :data:`GROUP` at most, fewer where their lists would pass
-        :data:`GROUP_BYTES`: the lists a group reads are held in memory together."""
-        mean_list = float(self.counts.mean()) * (4 + self.code_size) if len(self.counts) else 0.0
-        group = int(max(1, min(GROUP, GROUP_BYTES // max(1.0, self.nprobe * mean_list))))
-        parts = [self._search(queries[a : a + group], k) for a in range(0, len(queries), group)]
+        """Queries in groups of :data:`GROUP` (a list that several of a group's queries probe is
+        read once for them all)."""
+        parts = [self._search(queries[a : a + GROUP], k) for a in range(0, len(queries), GROUP)]
         if len(parts) == 1:
             return parts[0]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    def _waves(self, wanted: np.ndarray) -> Iterator[tuple[int, int, memoryview]]:
+        """(first, stop, buffer) spans of ``wanted`` whose lists fit the read buffer together (one
+        list alone where it is larger than the buffer: it gets a buffer of its own)."""
+        sizes = self.counts[wanted] * (4 + self.code_size)
+        i = 0
+        while i < len(wanted):
+            ends = np.cumsum(sizes[i:])
+            j = i + max(1, int(np.searchsorted(ends, len(self.buffer), side="right")))
+            yield i, j, self.buffer if ends[j - i - 1] <= len(self.buffer) else memoryview(bytearray(int(ends[0])))
+            i = j
+
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The probed lists are read in waves into one reused buffer of :data:`READ_BUFFER` bytes
+        and scored list by list (each list against the queries that probe it), so the memory a
+        search adds is that buffer, one decoded list and the candidates' scores, at any nprobe.
+        (The buffer is the index's own: one search at a time per loaded index, as search_run does.)"""
         q = prepare(queries, str(self.meta["metric"]))
+        metric = str(self.meta["metric"])
         lists = self.probe(q)
-        wanted = np.unique(np.concatenate(lists)) if lists else np.empty(0, np.int64)
         sizes = self.counts * (4 + self.code_size)
-        ends = np.cumsum(sizes[wanted])
-        buffer = memoryview(bytearray(int(ends[-1]) if len(ends) else 0))
-        jobs = [(h, buffer[int(e - sizes[h]) : int(e)]) for h, e in zip(wanted.tolist(), ends.tolist(), strict=True)]
-        read = dict(zip(wanted.tolist(), self.pool.map(self._read, jobs), strict=True))
+        owner_h = np.concatenate(lists) if lists else np.empty(0, np.int64)
+        owner_q = np.repeat(np.arange(len(q)), [len(c) for c in lists])
+        by_head = np.argsort(owner_h, kind="stable")
+        owner_h, owner_q = owner_h[by_head], owner_q[by_head]
+        wanted, first = np.unique(owner_h, return_index=True)
+        bounds = np.append(first, len(owner_h))
+        found_rows: list[list[np.ndarray]] = [[] for _ in range(len(q))]
+        found_scores: list[list[np.ndarray]] = [[] for _ in range(len(q))]
+        for i, j, buf in self._waves(wanted):
+            spans = np.concatenate([[0], np.cumsum(sizes[wanted[i:j]])])
+            jobs = [(int(h), buf[int(spans[t]) : int(spans[t + 1])]) for t, h in enumerate(wanted[i:j].tolist())]
+            for t, (rows, codes) in enumerate(self.pool.map(self._read, jobs)):
+                who = owner_q[bounds[i + t] : bounds[i + t + 1]]
+                vecs = decode(codes, self.codes, self.lo, self.step)
+                if metric == "l2":
+                    qw = q[who]
+                    s = scores_from_distances((qw * qw).sum(1)[:, None] - 2 * (qw @ vecs.T) + (vecs * vecs).sum(1), "l2")
+                else:
+                    s = q[who] @ vecs.T
+                rows = rows.copy()  # the buffer is overwritten by the next wave
+                for r, qi in enumerate(who.tolist()):
+                    found_rows[qi].append(rows)
+                    found_scores[qi].append(s[r])
         k_eff = min(k, len(self.ids))
         scores = np.full((len(q), k_eff), -np.inf, np.float32)
         labels = np.full((len(q), k_eff), -1, np.int64)
-        metric = str(self.meta["metric"])
         for i, chosen in enumerate(lists):
             self.bytes_read += int(((sizes[chosen] + BLOCK - 1) // BLOCK).sum()) * BLOCK
             self.lists_read += len(chosen)
-            if not len(chosen):
+            if not found_rows[i]:
                 continue
-            rows = np.concatenate([read[h][0] for h in chosen.tolist()])
-            codes = np.concatenate([read[h][1] for h in chosen.tolist()])
-            rows, first = np.unique(rows, return_index=True)
-            vecs = decode(codes[first], self.codes, self.lo, self.step)
-            if metric == "l2":
-                s = scores_from_distances(((vecs - q[i]) ** 2).sum(1), "l2")
-            else:
-                s = vecs @ q[i]
+            rows, first = np.unique(np.concatenate(found_rows[i]), return_index=True)  # a vector in several lists
+            s = np.concatenate(found_scores[i])[first]
             m = min(k_eff, len(rows))
             top = np.argpartition(-s, m - 1)[:m] if m < len(rows) else np.arange(len(rows))
             scores[i, :m] = s[top]
             labels[i, :m] = rows[top]
         self.queries_seen += len(q)
-        return self.order(scores, labels)  # type: ignore[attr-defined]
+        return self.order(scores, labels)
+
+    def order(self, scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Score descending, ties by docid ascending, as every index orders its results, but with
+        the docids ranked among this batch's labels only: no rank table over all the ids (8 bytes
+        a vector, 8 MiB at 1M, more than the posting-list buffer and the candidates together)."""
+        valid = labels >= 0
+        uniq, inv = np.unique(np.where(valid, labels, 0), return_inverse=True)
+        names = np.empty(len(uniq), object)
+        names[:] = arrowfn.take(self.ids, pa.array(uniq)).to_pylist()  # str order: code points, as Arrow's sort of UTF-8
+        local = np.empty(len(uniq), np.int64)
+        local[np.argsort(names, kind="stable")] = np.arange(len(uniq))
+        id_rank = np.where(valid, local[inv.reshape(labels.shape)], np.iinfo(np.int64).max)
+        order = np.lexsort((id_rank, np.where(valid, -scores, np.inf)), axis=1)
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(labels, order, 1)
 
     def close(self) -> None:
         self.pool.shutdown()
