@@ -72,12 +72,16 @@ def test_rescore_exact_ranks_candidates_by_exact_score():
             assert got[i, : len(want)].tolist() == want and (got[i, len(want):] == -1).all()
 
 
-def test_trial_skips_smaller_pq_once_a_larger_one_misses_the_target():
+def test_trial_stops_a_pq_family_at_the_first_size_meeting_the_target():
     x = clustered(2_000, 32, seed=2)
-    cands = [c for c in autospec.candidates(2_000, 32, rescore=False) if "PQ" in c.spec and not c.spec.startswith("OPQ")]
-    autospec.trial(cands, x, None, "ip", 1.0, 0)
-    assert cands[0].recall is not None and cands[0].recall < 1.0
-    assert all(c.recall is None and c.note.startswith(f"skipped: PQ{autospec.pq_sizes(32)[0]}") for c in cands[1:])
+    cands = [c for c in autospec.candidates(2_000, 32) if "PQ" in c.spec and not c.spec.startswith("OPQ")]
+    sizes = autospec.pq_sizes(32)
+    assert [autospec._family(c)[1] for c in autospec._trial_order(cands)][::3] == sizes[::-1]
+    autospec.trial(cands, x, None, "ip", 0.9, 0)
+    smallest = [c for c in cands if c.spec.endswith(f",PQ{sizes[-1]}")]
+    assert all(c.recall is not None for c in smallest) and max(c.recall for c in smallest) >= 0.9
+    rest = [c for c in cands if c not in smallest]
+    assert rest and all(c.recall is None and c.note == f"skipped: PQ{sizes[-1]} met the target in fewer bytes" for c in rest)
 
 
 def test_spec_auto_rescores_from_disk_and_search_uses_it(cli, tmp_path):
@@ -159,3 +163,22 @@ def test_spec_auto_rescoring_keeps_the_metric(cli, tmp_path, metric):
     res = cli("build-index", docs, "--spec", "auto", "--max-memory", "40KB", "--metric", metric, "-o", out)
     assert res.exit_code == 0, res.output
     assert vpi.read(out).meta["rescore"]["metric"] == metric
+
+
+def test_update_of_a_rescoring_index_rescores_from_the_new_input(cli, tmp_path):
+    from vecpipe.index.rescore import source_record
+    from vecpipe.pipeline.manifest import fingerprint
+
+    x = clustered(2_100, 32, seed=12)
+    old = write_vectors(tmp_path / "old.parquet", x[:2_000])
+    new = write_vectors(tmp_path / "new.parquet", x[100:])
+    assert cli("build-index", old, "--spec", "IVF16,PQ8", "-o", tmp_path / "plain.vpi").exit_code == 0
+    built = vpi.read(tmp_path / "plain.vpi")  # as --spec auto records a rescoring choice
+    meta = {**built.meta, "rescore": source_record("old.parquet", fingerprint(old), 10, "cos")}
+    vpi.write(tmp_path / "a.vpi", meta, built.ids, built.index_bytes, extra=built.extra)
+    res = cli("build-index", new, "--update", tmp_path / "a.vpi", "-o", tmp_path / "b.vpi")
+    assert res.exit_code == 0, res.output
+    assert vpi.read(tmp_path / "b.vpi").meta["rescore"] == source_record("new.parquet", fingerprint(new), 10, "cos")
+    res = cli("build-index", "-", "--update", tmp_path / "a.vpi", "-o", tmp_path / "c.vpi", input=new.read_bytes())
+    assert res.exit_code == 0 and "no longer records float vectors" in res.stderr, res.output
+    assert "rescore" not in vpi.read(tmp_path / "c.vpi").meta

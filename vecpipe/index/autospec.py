@@ -15,7 +15,9 @@
    step by step until the target recall is met; the search time per query at that setting is the
    candidate's latency (for a rescoring candidate: the search of k x M, the gathering of those rows
    of the sample and their exact scores). Candidates that never reach the target keep their best
-   recall. IVF candidates over one nlist share one trained coarse quantizer.
+   recall. IVF candidates over one nlist share one trained coarse quantizer. PQ sizes are tried from
+   the fewest sub-quantizers up, each family (IVF-PQ, OPQ-IVF-PQ) stopping at the first size one of
+   whose ways (plain or rescored) meets the target: finer codes train slowly and scan slower.
 3. Choice: among candidates meeting the target (and ``--max-latency-ms`` when given), the fastest;
    when none does, the one with the highest recall, said on stderr. The chosen spec is built over the
    whole corpus with its tuned search default (nprobe as the same share of the lists); the table of
@@ -243,7 +245,7 @@ def lighter_training(index: Any) -> None:
 
     opq: Any = None
     if isinstance(index, faiss.IndexPreTransform):
-        opq = faiss.downcast_VectorTransform(index.chain.at(0))
+        opq = faiss.downcast_VectorTransform(index.chain.at(0))  # type: ignore[attr-defined]
         index = faiss.downcast_index(index.index)
     if isinstance(opq, faiss.OPQMatrix):
         opq.niter = TRIAL_OPQ_ITER
@@ -255,9 +257,23 @@ def lighter_training(index: Any) -> None:
 
 
 def _family(c: Candidate) -> tuple[str, int] | None:
-    """(family, m) of a PQ kind: within a family, fewer sub-quantizers never recall more."""
+    """(family, m) of a PQ kind: within a family, more sub-quantizers recall more, train slower and
+    scan slower."""
     m = re.search(r",PQ(\d+)$", c.spec)
     return ("OPQ-IVF-PQ" if c.spec.startswith("OPQ") else "IVF-PQ", int(m.group(1))) if m else None
+
+
+def _trial_order(cands: list[Candidate]) -> list[Candidate]:
+    """The candidates with each PQ family's sizes from the fewest sub-quantizers up (its other kinds
+    keep their places): the trial stops a family at the first size that meets the target."""
+    fams = [(_family(c) or ("", 0)) for c in cands]
+    out = list(cands)
+    for fam in {f for f, _ in fams if f}:
+        slots = [i for i, (f, _) in enumerate(fams) if f == fam]
+        ordered = sorted((cands[i] for i in slots), key=lambda c: (_family(c) or ("", 0))[1])
+        for i, c in zip(slots, ordered):
+            out[i] = c
+    return out
 
 
 def trial(cands: list[Candidate], data: np.ndarray, queries: np.ndarray | None, metric: str, target: float,
@@ -290,14 +306,14 @@ def trial(cands: list[Candidate], data: np.ndarray, queries: np.ndarray | None, 
     builder = _Builder(base, metric, rng)
     qcodes = builder.query_codes(q)
     groups: dict[tuple[str, bool], list[Candidate]] = {}
-    for c in cands:
+    for c in _trial_order(cands):
         groups.setdefault((c.spec, c.binary), []).append(c)
-    missed: dict[str, int] = {}  # PQ family -> the m whose every variant missed the target
+    met: dict[str, int] = {}  # PQ family -> the fewest sub-quantizers that met the target
     for (spec, binary), variants in groups.items():
         fam = _family(variants[0])
-        if fam is not None and fam[0] in missed:
+        if fam is not None and fam[0] in met:
             for c in variants:
-                c.note = f"skipped: PQ{missed[fam[0]]} missed the target"
+                c.note = f"skipped: PQ{met[fam[0]]} met the target in fewer bytes"
             continue
         try:
             index = builder.build(_spec_for_sample(spec, len(base)), binary)
@@ -309,8 +325,8 @@ def trial(cands: list[Candidate], data: np.ndarray, queries: np.ndarray | None, 
             if on_progress:
                 on_progress(f"--spec auto: trying {c.label} ({len(base)} rows, {len(q)} queries)")
             _tune(index, c, qcodes if binary else q, q, base, truth, metric, target)
-        if fam is not None and all((c.recall or 0) < target for c in variants):
-            missed[fam[0]] = fam[1]
+        if fam is not None and any((c.recall or 0) >= target for c in variants):
+            met[fam[0]] = fam[1]
     return len(base), len(q)
 
 

@@ -322,11 +322,12 @@ class BuildIndex(Stage):
                      "that file is gone or changed")
         return self.store(ctx, built)
 
-    def rescore_location(self) -> str | None:
-        """--spec auto: where a rescoring index would find the input (relative to the output)."""
+    def rescore_location(self, always: bool = False) -> str | None:
+        """--spec auto (``always``: --update too): where a rescoring index would find the input
+        (relative to the output); ``None`` for a stream."""
         from vecpipe.index.rescore import source_location
 
-        if not self.auto or self.vectors == "-" or not Path(self.vectors).is_file():
+        if not (self.auto or always) or self.vectors == "-" or not Path(self.vectors).is_file():
             return None
         return source_location(self.vectors, self.output)
 
@@ -343,7 +344,7 @@ class BuildIndex(Stage):
         from vecpipe.index.rescore import DocVectors
         from vecpipe.pipeline.manifest import fingerprint
 
-        location = self.rescore_location()
+        location = self.rescore_location(always=True)
         why = "the input is not a regular file" if location is None or source.path is None else None
         if why is None:
             try:
@@ -354,7 +355,8 @@ class BuildIndex(Stage):
         if why is None and not (printed and "sha256" in printed):
             printed = fingerprint(self.vectors)
         if why is not None or not printed or "sha256" not in printed:
-            ctx.note(f"--spec auto: no kinds that rescore from disk ({why or 'the input has no fingerprint'})")
+            ctx.note(f"{'--spec auto' if self.auto else '--update'}: no kinds that rescore from disk "
+                     f"({why or 'the input has no fingerprint'})")
             return None
         assert location is not None
         return location, printed
@@ -410,6 +412,7 @@ class BuildIndex(Stage):
                          f"training rows (over {update.DRIFT_LIMIT}); rebuild without --update")
             hashes_new = plan.hashes if plan.hashes is not None else update.row_hashes(vecs.matrix)
             built = BuiltIndex(meta, vecs.ids, fresh, extra={"rowhash": hashes_new.astype("<u8").tobytes()})
+            self.follow_rescore(ctx, source, old_meta, built.meta)
             return self.store(ctx, built)
         if not update.is_exact(old_index):
             why = "compressed vectors are indexed from their codes" if compressed else f"faiss cannot take rows out of {old_meta.get('spec')}"
@@ -420,7 +423,25 @@ class BuildIndex(Stage):
                             nprobe=search.get("nprobe"), ef_search=search.get("efSearch"), threads=self.threads,
                             on_progress=ctx.note)
         built.meta["update"] = {**counts, "rebuilt": not update.is_exact(old_index)}
+        self.follow_rescore(ctx, source, old_meta, built.meta)
         return self.store(ctx, built)
+
+    def follow_rescore(self, ctx: Context, source: Any, old_meta: dict[str, Any], meta: dict[str, Any]) -> None:
+        """--update of an index that rescores from its input (--spec auto): it rescores from the new
+        input now (same multiplier); from a stream it cannot, said on stderr."""
+        from vecpipe.index.rescore import source_record
+
+        old = old_meta.get("rescore")
+        meta.pop("rescore", None)
+        if not isinstance(old, dict):
+            return
+        from_disk = self.rescore_source(ctx, source)
+        if from_disk is None:
+            ctx.note(f"--update: {ctx.target.display} no longer records float vectors to rescore with; search it with "
+                     "--rescore VECTORS")
+            return
+        meta["rescore"] = source_record(from_disk[0], from_disk[1], int(old.get("multiplier") or 4),
+                                          str(old.get("metric") or meta.get("metric")))
 
     def run_bm25(self, ctx: Context) -> dict[str, Any]:
         from vecpipe.formats import metadata
