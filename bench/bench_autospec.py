@@ -99,7 +99,7 @@ def measure_vecpipe(loaded, path: Path, q: np.ndarray, truth: np.ndarray) -> tup
 
 
 def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python: str | None, target: float,
-                 sides: str = "both") -> None:
+                 sides: str = "both", reuse: bool = False) -> None:
     import faiss
 
     from vecpipe.index.search import load_index
@@ -123,8 +123,13 @@ def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python:
             autofaiss_row(name, share, budget, work, str(af_python), q, truth)
             continue
         out = work / f"{name}-{share}.vpi"
-        t_build, _, _err = vp("build-index", str(docs), "--spec", "auto", "--max-memory", str(budget), "--target-recall", str(target),
-                             "-o", str(out), "--force")
+        seconds = out.with_name(out.name + ".seconds")
+        if reuse and out.exists() and seconds.exists():
+            t_build = float(seconds.read_text())
+        else:
+            t_build, _, _err = vp("build-index", str(docs), "--spec", "auto", "--max-memory", str(budget), "--target-recall",
+                                 str(target), "-o", str(out), "--force")
+            seconds.write_text(f"{t_build:.1f}")
         loaded = load_index(out)
         rec, qps = measure_vecpipe(loaded, out, q, truth)
         auto = loaded.meta["auto"]
@@ -132,7 +137,7 @@ def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python:
         setting = ",".join(f"{k}={v}" for k, v in params.items())
         if loaded.meta.get("rescore"):
             setting += f" +rescore x{loaded.meta['rescore']['multiplier']} from disk"
-        size = len(faiss.serialize_index(loaded.index)) / 2**20
+        size = len((faiss.serialize_index_binary if loaded.meta.get("binary") else faiss.serialize_index)(loaded.index)) / 2**20
         print(f"| {share:.0%} ({budget / 2**20:.1f} MiB) | vecpipe | {loaded.meta['spec']} {setting} | {size:.2f} | {t_build:.1f} | {rec:.4f} | "
               f"{qps:,.0f} |", flush=True)
         if auto.get("why", "").startswith("none"):
@@ -176,6 +181,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None,
                     help="keep the corpora and autofaiss's indexes here; a rerun reuses autofaiss's builds")
     ap.add_argument("--sides", choices=("both", "vecpipe", "autofaiss"), default="both")
+    ap.add_argument("--reuse", action="store_true", help="reuse vecpipe's indexes (and build times) found in --work")
     args = ap.parse_args()
     af = args.autofaiss_python
     if af and subprocess.run([af, "-c", "import autofaiss"], capture_output=True).returncode:
@@ -195,13 +201,13 @@ def main() -> None:
 
             x = np.ascontiguousarray(read_vectors(args.vectors).matrix, dtype=np.float32)
             q = np.ascontiguousarray(read_vectors(args.queries).matrix, dtype=np.float32) if args.queries else x[:1000]
-            bench_corpus(args.vectors.stem, x, q, work, af, args.target_recall, args.sides)
+            bench_corpus(args.vectors.stem, x, q, work, af, args.target_recall, args.sides, args.reuse)
         if not args.skip_synthetic:
             rng = np.random.default_rng(0)
             centers, basis = synthetic_space(rng, args.dim)
             x = clustered_rows(rng, args.n, centers, basis)
             q = clustered_rows(rng, args.queries_n, centers, basis)
-            bench_corpus(f"synthetic{args.n}", x, q, work, af, args.target_recall, args.sides)
+            bench_corpus(f"synthetic{args.n}", x, q, work, af, args.target_recall, args.sides, args.reuse)
 
 
 if __name__ == "__main__":

@@ -430,5 +430,6 @@ def pick(matrix: np.ndarray, metric: str, budget: int, target: float = 0.95, max
                    "rescore": chosen.rescore, "why": why, "recall": chosen.recall, "latency_ms": chosen.latency_ms, "memory": chosen.memory,
                    "measured_on": {"rows": sample_rows, "queries": n_queries, "held_out": queries is None},
                    "tried": [c.row() for c in cands if c.recall is not None],
+                   "not_tried": {c.label: c.note for c in fitting if c.recall is None},
                    "over_budget": sorted({c.spec for c in cands if c.memory > budget})},
     }
