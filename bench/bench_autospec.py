@@ -8,7 +8,10 @@ For each corpus (seeded clustered synthetic ``--n`` x ``--dim``; and ``--vectors
 100% of the float vectors' size): ``vecpipe build-index --spec auto --max-memory B`` and autofaiss's
 ``build_index(max_index_memory_usage=B)``, each timed as a whole; then both indexes searched the same
 way (faiss, every core, their own tuned search parameters) with queries outside the corpus, k 10:
-recall@10 against exact search and queries/s.
+recall@10 against exact search and queries/s. An index ``--spec auto`` chose to rescore from disk is
+searched with that rescoring (vecpipe's Rescorer reading the float vectors' Parquet file), so its
+queries/s include the reads. ``--work DIR`` keeps the corpora and autofaiss's builds for a rerun
+(``--sides vecpipe`` retakes vecpipe's rows only; ``--sides autofaiss`` builds autofaiss's ahead).
 
 autofaiss pins numpy < 2, so it lives in its own environment:
 ``python3 -m venv /tmp/af && /tmp/af/bin/pip install autofaiss``, then ``--autofaiss-python
@@ -65,7 +68,38 @@ def measure(index, q: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return float(np.mean(hits)) / 10, len(q) / t
 
 
-def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python: str | None, target: float) -> None:
+def measure_vecpipe(loaded, path: Path, q: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """As ``measure``, through vecpipe's own search: an index that records a rescore source fetches
+    k x M candidates and rescores them with vecpipe's Rescorer, reading the float vectors from the
+    Parquet file on disk (as ``vecpipe search`` does)."""
+    import pyarrow as pa
+
+    from vecpipe.index.rescore import Rescorer, source_path
+
+    record = loaded.meta.get("rescore")
+    if not record:
+        return measure(loaded.index, q, truth)
+    rescorer = Rescorer(source_path(record, path), multiplier=int(record["multiplier"]), metric=record.get("metric"))
+    qids = pa.array([f"q{i}" for i in range(len(q))])
+
+    def search(rows: slice) -> list[list[int]]:
+        _, labels = loaded.search(q[rows], 10 * rescorer.multiplier)
+        batch = rescorer.rescore(qids[rows], q[rows], labels, loaded.ids, 10)
+        found: dict[str, list[int]] = {}
+        for qid, doc in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+            found.setdefault(qid, []).append(int(doc[1:]))
+        return [found.get(f"q{i}", []) for i in range(rows.start or 0, rows.stop)]
+
+    search(slice(0, 50))
+    t = time.perf_counter()
+    got = search(slice(0, len(q)))
+    t = time.perf_counter() - t
+    hits = [len(set(a) & set(b.tolist())) for a, b in zip(got, truth)]
+    return float(np.mean(hits)) / 10, len(q) / t
+
+
+def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python: str | None, target: float,
+                 sides: str = "both", reuse: bool = False) -> None:
     import faiss
 
     from vecpipe.index.search import load_index
@@ -75,44 +109,64 @@ def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python:
     exact.add(x)
     _, truth = exact.search(q, 10)
     del exact
-    docs = write(work / f"{name}.parquet", x, "d")
-    np.save(work / f"{name}.npy", x)
+    docs = work / f"{name}.parquet"
+    if not docs.exists():  # the same seeded rows: a --work directory keeps them between runs
+        write(docs, x, "d")
+        np.save(work / f"{name}.npy", x)
     full = n * dim * 4
     print(f"\n{name}: {n:,} x {dim}, float vectors {full / 2**20:.0f} MiB, {len(q)} queries outside the corpus, target recall@10 {target}")
     print("| budget | side | index | index MiB | build s | recall@10 | queries/s |\n|---|---|---|---|---|---|---|", flush=True)
     for share in (0.1, 0.3, 1.0):
         budget = int(full * share)
+        if sides == "autofaiss":
+            print(f"| {share:.0%} ({budget / 2**20:.1f} MiB) | | | | | | |", flush=True)
+            autofaiss_row(name, share, budget, work, str(af_python), q, truth)
+            continue
         out = work / f"{name}-{share}.vpi"
-        t_build, _, _err = vp("build-index", str(docs), "--spec", "auto", "--max-memory", str(budget), "--target-recall", str(target),
-                             "-o", str(out), "--force")
+        seconds = out.with_name(out.name + ".seconds")
+        if reuse and out.exists() and seconds.exists():
+            t_build = float(seconds.read_text())
+        else:
+            t_build, _, _err = vp("build-index", str(docs), "--spec", "auto", "--max-memory", str(budget), "--target-recall",
+                                 str(target), "-o", str(out), "--force")
+            seconds.write_text(f"{t_build:.1f}")
         loaded = load_index(out)
-        rec, qps = measure(loaded.index, q, truth)
+        rec, qps = measure_vecpipe(loaded, out, q, truth)
         auto = loaded.meta["auto"]
         params = loaded.meta.get("search_params") or {}
         setting = ",".join(f"{k}={v}" for k, v in params.items())
-        size = len(faiss.serialize_index(loaded.index)) / 2**20
+        if loaded.meta.get("rescore"):
+            setting += f" +rescore x{loaded.meta['rescore']['multiplier']} from disk"
+        size = len((faiss.serialize_index_binary if loaded.meta.get("binary") else faiss.serialize_index)(loaded.index)) / 2**20
         print(f"| {share:.0%} ({budget / 2**20:.1f} MiB) | vecpipe | {loaded.meta['spec']} {setting} | {size:.2f} | {t_build:.1f} | {rec:.4f} | "
               f"{qps:,.0f} |", flush=True)
         if auto.get("why", "").startswith("none"):
             print(f"|  |  | ({auto['why']}) |  |  |  |  |")
-        if af_python:
-            index_path, info_path = work / f"af-{share}.index", work / f"af-{share}.json"
-            proc = subprocess.run([af_python, "-c", AUTOFAISS, str(work / f"{name}.npy"), str(index_path), str(info_path),
-                                   f"{budget / 2**20:.0f}MB"], capture_output=True, text=True)
-            if proc.returncode:
-                print(f"| | autofaiss | failed: {proc.stderr.strip().splitlines()[-1][:200]} | | | | |", flush=True)
-                continue
-            info = json.loads(info_path.read_text())
-            index = faiss.read_index(str(index_path))
-            param = (info["infos"] or {}).get("index_param", "")
-            if param:
-                faiss.ParameterSpace().set_index_parameters(index, param)
-            rec, qps = measure(index, q, truth)
-            size = index_path.stat().st_size / 2**20
-            over = " (over the budget)" if index_path.stat().st_size > budget else ""
-            print(f"| | autofaiss {info['version']} | {(info['infos'] or {}).get('index_key')} {param} | {size:.2f}{over} | {info['seconds']:.1f} | "
-                  f"{rec:.4f} | {qps:,.0f} |", flush=True)
+        if af_python and sides == "both":
+            autofaiss_row(name, share, budget, work, af_python, q, truth)
 
+
+def autofaiss_row(name: str, share: float, budget: int, work: Path, af_python: str, q: np.ndarray, truth: np.ndarray) -> None:
+    """autofaiss's choice at ``budget``: built once (reused from ``--work`` when there), then searched."""
+    import faiss
+
+    index_path, info_path = work / f"af-{name}-{share}.index", work / f"af-{name}-{share}.json"
+    if not info_path.exists():
+        proc = subprocess.run([af_python, "-c", AUTOFAISS, str(work / f"{name}.npy"), str(index_path), str(info_path),
+                               f"{budget / 2**20:.0f}MB"], capture_output=True, text=True)
+        if proc.returncode:
+            print(f"| | autofaiss | failed: {proc.stderr.strip().splitlines()[-1][:200]} | | | | |", flush=True)
+            return
+    info = json.loads(info_path.read_text())
+    index = faiss.read_index(str(index_path))
+    param = (info["infos"] or {}).get("index_param", "")
+    if param:
+        faiss.ParameterSpace().set_index_parameters(index, param)
+    rec, qps = measure(index, q, truth)
+    size = index_path.stat().st_size / 2**20
+    over = " (over the budget)" if index_path.stat().st_size > budget else ""
+    print(f"| | autofaiss {info['version']} | {(info['infos'] or {}).get('index_key')} {param} | {size:.2f}{over} | {info['seconds']:.1f} | "
+          f"{rec:.4f} | {qps:,.0f} |", flush=True)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -124,6 +178,10 @@ def main() -> None:
     ap.add_argument("--autofaiss-python", default=None)
     ap.add_argument("--target-recall", type=float, default=0.95)
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="keep the corpora and autofaiss's indexes here; a rerun reuses autofaiss's builds")
+    ap.add_argument("--sides", choices=("both", "vecpipe", "autofaiss"), default="both")
+    ap.add_argument("--reuse", action="store_true", help="reuse vecpipe's indexes (and build times) found in --work")
     args = ap.parse_args()
     af = args.autofaiss_python
     if af and subprocess.run([af, "-c", "import autofaiss"], capture_output=True).returncode:
@@ -131,20 +189,25 @@ def main() -> None:
         af = None
     if not af:
         print("autofaiss: not given (--autofaiss-python): vecpipe's side only")
+    if args.sides == "autofaiss" and not af:
+        ap.error("--sides autofaiss needs --autofaiss-python")
+    if args.sides == "vecpipe":
+        af = None
     with tempfile.TemporaryDirectory(prefix="vecpipe-bench-auto-") as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         if args.vectors:
             from vecpipe.formats.vectors import read_vectors
 
             x = np.ascontiguousarray(read_vectors(args.vectors).matrix, dtype=np.float32)
             q = np.ascontiguousarray(read_vectors(args.queries).matrix, dtype=np.float32) if args.queries else x[:1000]
-            bench_corpus(args.vectors.stem, x, q, work, af, args.target_recall)
+            bench_corpus(args.vectors.stem, x, q, work, af, args.target_recall, args.sides, args.reuse)
         if not args.skip_synthetic:
             rng = np.random.default_rng(0)
             centers, basis = synthetic_space(rng, args.dim)
             x = clustered_rows(rng, args.n, centers, basis)
             q = clustered_rows(rng, args.queries_n, centers, basis)
-            bench_corpus(f"synthetic{args.n}", x, q, work, af, args.target_recall)
+            bench_corpus(f"synthetic{args.n}", x, q, work, af, args.target_recall, args.sides, args.reuse)
 
 
 if __name__ == "__main__":

@@ -232,7 +232,9 @@ def test_spec_auto_picks_inside_the_budget_and_records_the_trial(cli, tmp_path):
         chosen = next(c for c in autospec.candidates(4_000, 32) if c.spec == meta["spec"])
         assert chosen.memory <= full * share and auto["chosen"] == meta["spec"]
         assert auto["recall"] >= 0.9 and "over budget" in res.stderr  # HNSW32 needs more than the float vectors
-        assert {t["spec"] for t in auto["tried"]} == {c.spec for c in autospec.candidates(4_000, 32) if c.memory <= full * share}
+        fitting = {c.label for c in autospec.candidates(4_000, 32) if c.memory <= full * share}
+        tried = {t["spec"] + (f" +rescore x{t['rescore']}" if t.get("rescore") else "") for t in auto["tried"]}
+        assert tried | set(auto["not_tried"]) == fitting and all(v.startswith("skipped: PQ") for v in auto["not_tried"].values())
         assert auto["measured_on"]["held_out"] is True and "--spec auto:" in res.stderr
         faster = [t for t in auto["tried"] if t["recall"] >= 0.9 and t["latency_ms"] < auto["latency_ms"]]
         assert not faster  # the fastest of those meeting the target
@@ -247,7 +249,9 @@ def test_spec_auto_memory_estimates_follow_faiss_layouts():
     x = clustered(n, dim, seed=6)
     from vecpipe.index.specs import check_spec, make_index
 
-    for c in autospec.candidates(n, dim):
+    for c in autospec.candidates(n, dim, rescore=False):  # the new kinds: tests/test_autospec.py
+        if "PQ" in c.spec:
+            continue
         index = make_index(check_spec(c.spec, dim=dim, n_vectors=n, train_size=10_000, metric="ip"), "ip")
         index.train(x[:10_000])
         index.add(x)

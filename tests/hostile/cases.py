@@ -565,6 +565,39 @@ def _class2():
 
     add("class2-merge-missing-shard", 2, "merge", setup_missing_shard, Refuse(1))
 
+    # An index that rescores from the float vectors it records (build-index --spec auto): those
+    # vectors gone, or changed since the build (same name), are refused; in place, they are used.
+    def rescoring_index(ctx):
+        from vecpipe.formats import vpi
+        from vecpipe.index.rescore import source_record
+        from vecpipe.pipeline.manifest import fingerprint
+
+        cp(ctx, "queries.parquet", "docs.parquet")
+        built = vpi.read(ctx.shared.get("b1.vpi"))
+        meta = {**built.meta, "rescore": source_record("docs.parquet", fingerprint(ctx.path("docs.parquet")), 4, "cos")}
+        vpi.write(ctx.path("b1r.vpi"), meta, built.ids, built.index_bytes, extra=built.extra)
+        return Inv(argv=["search", "queries.parquet", "--index", "b1r.vpi", "-k", str(K), "-o", "run.parquet"],
+                   out=["run.parquet"])
+
+    def setup_source_gone(ctx):
+        inv = rescoring_index(ctx)
+        os.unlink(ctx.path("docs.parquet"))
+        inv.mention = ["docs.parquet", "gone"]
+        return inv
+
+    def setup_source_changed(ctx):
+        inv = rescoring_index(ctx)
+        write_vectors(ctx.path("docs.parquet"), DOC_IDS, DOCS[::-1].copy(), vec_meta())
+        inv.mention = ["docs.parquet", "changed"]
+        return inv
+
+    def same_as_rescore(res, ctx):  # as search --rescore docs.parquet
+        same_run(read_any_table(ctx.read("run.parquet")), read_any_table(ctx.shared.get("ref-rescore.parquet")), "run.parquet")
+
+    add("class2-search-recorded-rescore-source", 2, "search", rescoring_index, Ok(same_as_rescore))
+    add("class2-search-recorded-rescore-source-gone", 2, "search", setup_source_gone, Refuse(1))
+    add("class2-search-recorded-rescore-source-changed", 2, "search", setup_source_changed, Refuse(1))
+
 
 _class2()
 

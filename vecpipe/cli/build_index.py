@@ -66,7 +66,10 @@ def build_index(
 
     --spec auto --max-memory SIZE tries the index kinds that fit the budget on a sample, measures their
     recall@10 and speed, and builds the fastest that reaches --target-recall (the table of what it
-    tried goes to stderr and into the index's metadata).
+    tried goes to stderr and into the index's metadata). From a file, it also tries compressed kinds
+    (IVF-PQ, OPQ-IVF-PQ, 1-bit codes) whose candidates are rescored with the float vectors read from
+    that file on disk (outside the budget): such an index records the file's location and sha256,
+    and search rescores from it by default.
 
     Builds use every core (or --threads). HNSW graphs built on several threads depend on their timing:
     --deterministic builds them on one thread, so the same input gives the same bytes.

@@ -30,9 +30,10 @@ def search(
                                                                                             "indexes only).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=o.INT_MAX, help="Queries searched per batch.")] = 1024,
     rescore: Annotated[str | None, typer.Option("--rescore", help="Full-precision vectors file: fetch k x --rescore-multiplier candidates, rescore "
-                                                                  "them exactly, keep k.", show_default=False)] = None,
+                                                                  "them exactly, keep k (default: the vectors an index built by --spec auto "
+                                                                  "records, when it rescores).", show_default=False)] = None,
     rescore_multiplier: Annotated[int | None, typer.Option("--rescore-multiplier", min=1, max=o.INT_MAX, help="Candidates fetched per result kept, "
-        "with --rescore (default 4).", show_default=False)] = None,
+        "with --rescore (default: the index's recorded multiplier, else 4).", show_default=False)] = None,
     hubness: Annotated[o.Hubness | None, typer.Option("--hubness", help="Hubness reduction: qbnorm (querybank normalisation) or dbnorm "
                                                       "(query and gallery banks); log Z(d) is kept beside the index.",
                                                       show_default=False)] = None,

@@ -282,3 +282,32 @@ def rerank(table: pa.Table, docs: DocVectors, qv: Vectors, k: int, allow_missing
     meta = metadata.new("run", k=k, rerank={"metric": metric, "vectors": docs.meta.get("dim") and {"dim": docs.dim},
                                             "model": (docs.meta.get("model") or {}).get("name")})
     return out, meta
+
+
+# ------------------------------------------------------------------ a rescore source an index records
+
+
+def source_location(vectors: str | Path, index: str | Path | None) -> str:
+    """Where an index finds the float vectors it rescores from: relative to the index's directory
+    (the two can move together), or absolute when the index is not a file (stdout)."""
+    import os
+
+    where = Path(vectors).resolve()
+    if index is None or str(index) == "-":
+        return str(where)
+    return os.path.relpath(where, Path(index).resolve().parent)
+
+
+def source_record(location: str, fingerprint: dict[str, Any], multiplier: int, metric: str) -> dict[str, Any]:
+    """The ``rescore`` entry of an index's metadata: the vectors' location and content fingerprint
+    (sha256 and size, as the manifest takes them), the multiplier and the metric to rescore with."""
+    return {"vectors": location, "sha256": str(fingerprint["sha256"]), "size": int(fingerprint["size"]),
+            "multiplier": int(multiplier), "metric": metric}
+
+
+def source_path(record: dict[str, Any], index: str | Path) -> Path:
+    """The path of the vectors an index's ``rescore`` entry names (relative to the index's directory)."""
+    import os
+
+    where = Path(str(record.get("vectors") or ""))
+    return where if where.is_absolute() else Path(os.path.normpath(Path(index).resolve().parent / where))

@@ -275,19 +275,77 @@ class BuildIndex(Stage):
             metadata.check_same_model(qvecs.meta, vecs.meta, qvecs.name, vecs.name, "embed the queries with the corpus's model")
             queries = qvecs.matrix
         target = 0.95 if self.target_recall is None else float(self.target_recall)
+        from_disk = self.rescore_source(ctx, source)
         chosen = autospec.pick(vecs.matrix, metric, parse_size(str(self.max_memory)), target, self.max_latency_ms, queries,
-                               self.seed, ctx.note)
+                               self.seed, ctx.note, rescore=from_disk is not None)
         for line in chosen["lines"]:
             ctx.note(line)
-        ctx.note(f"--spec auto: {chosen['spec']} ({chosen['why']})")
+        ctx.note(f"--spec auto: {chosen['label']} ({chosen['why']})")
         train_size = self.train_size
-        if chosen["spec"].startswith("IVF"):  # faiss wants 39 training rows a list at least
+        if "IVF" in chosen["spec"]:  # faiss wants 39 training rows a list at least
             train_size = max(train_size, 40 * autospec.nlist_for(len(vecs)))
-        built = build_index(vecs, spec=chosen["spec"], metric=metric, train_size=train_size, seed=self.seed,
+        if chosen["binary"]:
+            from vecpipe.compress.artifact import binarize
+            from vecpipe.formats.vectors import Vectors
+
+            coded = binarize(vecs, bits=1, center=True)  # as the trial: thresholds at the corpus mean
+            codes = np.concatenate([np.asarray(b.column(1).values).reshape(b.num_rows, -1) for b in coded.batches])
+            vecs = Vectors(vecs.ids, codes, coded.meta, vecs.name)
+            metric_built: str | None = None
+        else:
+            metric_built = metric
+        built = build_index(vecs, spec=chosen["spec"], metric=metric_built, train_size=train_size, seed=self.seed,
                             nprobe=chosen["nprobe"], ef_search=chosen["ef_search"], threads=self.threads, on_progress=ctx.note,
                             deterministic=self.deterministic)
         built.meta["auto"] = chosen["record"]
+        if chosen["rescore"]:
+            from vecpipe.index.rescore import source_record
+
+            assert from_disk is not None
+            built.meta["rescore"] = source_record(from_disk[0], from_disk[1], chosen["rescore"], metric)
+            ctx.note(f"--spec auto: {ctx.target.display} rescores its k x {chosen['rescore']} candidates with the float vectors "
+                     f"of {from_disk[0]} (kept on disk, outside --max-memory); search does it by default, and refuses once "
+                     "that file is gone or changed")
         return self.store(ctx, built)
+
+    def rescore_location(self, always: bool = False) -> str | None:
+        """--spec auto (``always``: --update too): where a rescoring index would find the input
+        (relative to the output); ``None`` for a stream."""
+        from vecpipe.index.rescore import source_location
+
+        if not (self.auto or always) or self.vectors == "-" or not Path(self.vectors).is_file():
+            return None
+        return source_location(self.vectors, self.output)
+
+    def params(self) -> dict[str, Any]:
+        out = super().params()
+        location = self.rescore_location()
+        if location is not None:  # a rescoring choice records it: a moved input is other work
+            out["rescore_from"] = location
+        return out
+
+    def rescore_source(self, ctx: Context, source: Any) -> tuple[str, dict[str, Any]] | None:
+        """(location, fingerprint) of the input when a rescoring index may read it from disk; ``None``
+        (said on stderr) when it cannot: a stream, a compressed file, a format not read by id."""
+        from vecpipe.index.rescore import DocVectors
+        from vecpipe.pipeline.manifest import fingerprint
+
+        location = self.rescore_location(always=True)
+        why = "the input is not a regular file" if location is None or source.path is None else None
+        if why is None:
+            try:
+                DocVectors(self.vectors, source.name)
+            except InputError as exc:
+                why = str(exc)
+        printed = (ctx.manifest or {}).get("inputs", {}).get("vectors") if why is None else None
+        if why is None and not (printed and "sha256" in printed):
+            printed = fingerprint(self.vectors)
+        if why is not None or not printed or "sha256" not in printed:
+            ctx.note(f"{'--spec auto' if self.auto else '--update'}: no kinds that rescore from disk "
+                     f"({why or 'the input has no fingerprint'})")
+            return None
+        assert location is not None
+        return location, printed
 
     def run_update(self, ctx: Context) -> dict[str, Any]:
         """NEW --update OLD.vpi: unchanged rows keep their codes, the old training is kept (index/update.py)."""
@@ -340,6 +398,7 @@ class BuildIndex(Stage):
                          f"training rows (over {update.DRIFT_LIMIT}); rebuild without --update")
             hashes_new = plan.hashes if plan.hashes is not None else update.row_hashes(vecs.matrix)
             built = BuiltIndex(meta, vecs.ids, fresh, extra={"rowhash": hashes_new.astype("<u8").tobytes()})
+            self.follow_rescore(ctx, source, old_meta, built.meta)
             return self.store(ctx, built)
         if not update.is_exact(old_index):
             why = "compressed vectors are indexed from their codes" if compressed else f"faiss cannot take rows out of {old_meta.get('spec')}"
@@ -350,7 +409,25 @@ class BuildIndex(Stage):
                             nprobe=search.get("nprobe"), ef_search=search.get("efSearch"), threads=self.threads,
                             on_progress=ctx.note)
         built.meta["update"] = {**counts, "rebuilt": not update.is_exact(old_index)}
+        self.follow_rescore(ctx, source, old_meta, built.meta)
         return self.store(ctx, built)
+
+    def follow_rescore(self, ctx: Context, source: Any, old_meta: dict[str, Any], meta: dict[str, Any]) -> None:
+        """--update of an index that rescores from its input (--spec auto): it rescores from the new
+        input now (same multiplier); from a stream it cannot, said on stderr."""
+        from vecpipe.index.rescore import source_record
+
+        old = old_meta.get("rescore")
+        meta.pop("rescore", None)
+        if not isinstance(old, dict):
+            return
+        from_disk = self.rescore_source(ctx, source)
+        if from_disk is None:
+            ctx.note(f"--update: {ctx.target.display} no longer records float vectors to rescore with; search it with "
+                     "--rescore VECTORS")
+            return
+        meta["rescore"] = source_record(from_disk[0], from_disk[1], int(old.get("multiplier") or 4),
+                                          str(old.get("metric") or meta.get("metric")))
 
     def run_bm25(self, ctx: Context) -> dict[str, Any]:
         from vecpipe.formats import metadata

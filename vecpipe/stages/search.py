@@ -65,8 +65,6 @@ class Search(Stage):
             raise UsageError("--batch-size must be at least 1")
         if self.max_dist_ratio is not None and not (self.max_dist_ratio == 0 or 1 <= self.max_dist_ratio <= 100):
             raise UsageError(f"--max-dist-ratio {self.max_dist_ratio}: a ratio from 1 to 100 (or 0 for no limit)")
-        if self.rescore_multiplier is not None and self.rescore is None:
-            raise UsageError("--rescore-multiplier applies with --rescore only")
         if self.rescore_multiplier is not None and self.rescore_multiplier < 1:
             raise UsageError("--rescore-multiplier must be at least 1")
         self.check_literature()
@@ -128,8 +126,8 @@ class Search(Stage):
         return self.rescore_multiplier or DEFAULT_MULTIPLIER
 
     def recorded(self, name: str, value: Any) -> Any:
-        if name == "rescore_multiplier":
-            return self.multiplier if self.rescore else None
+        if name == "rescore_multiplier":  # without --rescore: over the rescoring an index records
+            return self.multiplier if self.rescore else value
         if name == "model":
             return model_ref(value) if value is not None else None
         if name == "hubness_beta":
@@ -139,7 +137,6 @@ class Search(Stage):
         return super().recorded(name, value)
 
     def run(self, ctx: Context) -> int:
-        from vecpipe.index.rescore import Rescorer
 
         index_path, index_name = ctx.local_path("index")
         loaded = load_index(index_path, threads=self.threads, name=index_name)
@@ -160,12 +157,10 @@ class Search(Stage):
                                            ("--hubness", self.hubness is not None), ("--prf", self.prf is not None)) if on]
             if given:
                 raise UsageError(f"{', '.join(given)}: does not apply to {index_name}, a BM25 index searched with query texts")
-        rescorer = None
-        if self.rescore is not None:
-            path, name = ctx.local_path("rescore")
-            rescorer = Rescorer(path, multiplier=self.multiplier, name=name, device=ctx.device)
-            metadata.check_same_model(rescorer.docs.meta, loaded.meta, name, index_name,
-                                      "give the full-precision vectors the index was built from", self.allow_mismatch)
+        rescorer = self.rescorer(ctx, loaded, index_path, index_name)
+        if rescorer is None and self.rescore_multiplier is not None:
+            raise UsageError(f"--rescore-multiplier applies with --rescore, or to an index that records its rescoring; "
+                             f"{index_name} records none")
         hubness, feedback, after, extra = self.literature(ctx, loaded, index_path, index_name, rescorer)
         source = ctx.input("queries")
         progress = ctx.progress
@@ -187,6 +182,43 @@ class Search(Stage):
             if empty:
                 ctx.note(f"{empty} queries had no indexed term: they have no results")
             return int(writer.rows)
+
+    def rescorer(self, ctx: Context, loaded: LoadedIndex, index_path: Any, index_name: str) -> Any:
+        """The second stage: --rescore VECTORS, else the float vectors the index records (``build-index
+        --spec auto`` chose a kind that rescores from disk), checked to be the ones it was built from."""
+        from vecpipe.index.rescore import Rescorer, source_path
+
+        recorded = loaded.meta.get("rescore") if isinstance(loaded.meta.get("rescore"), dict) else None
+        if self.rescore is not None:
+            path, name = ctx.local_path("rescore")
+            multiplier = self.rescore_multiplier or (recorded or {}).get("multiplier") or DEFAULT_MULTIPLIER
+            rescorer = Rescorer(path, multiplier=int(multiplier), metric=(recorded or {}).get("metric"), name=name,
+                                device=ctx.device)
+            metadata.check_same_model(rescorer.docs.meta, loaded.meta, name, index_name,
+                                      "give the full-precision vectors the index was built from", self.allow_mismatch)
+            return rescorer
+        if recorded is None or getattr(loaded, "text_queries", False):
+            return None
+        where = source_path(recorded, index_path)
+        hint = "give --rescore VECTORS (the float vectors it was built from), or rebuild the index"
+        if not where.is_file():
+            raise InputError(f"{index_name}: rescores its candidates with {where}, which is gone; {hint}")
+        from vecpipe.pipeline.manifest import StatCache
+
+        cache = StatCache()
+        try:
+            same = where.stat().st_size == recorded.get("size") and cache.sha256(where) == recorded.get("sha256")
+        finally:
+            cache.save()
+        if not same:
+            raise InputError(f"{index_name}: rescores its candidates with {where}, which has changed since the index was built "
+                             f"(its sha256 differs); {hint}")
+        if ctx.engine.name != "local":
+            raise UsageError(f"{index_name} rescores from {where}: not available with --engine {ctx.engine.name}; search on the "
+                             "local engine")
+        multiplier = int(self.rescore_multiplier or recorded.get("multiplier") or DEFAULT_MULTIPLIER)
+        ctx.note(f"rescoring k x {multiplier} candidates with {where}, as {index_name} records (--rescore overrides)")
+        return Rescorer(where, multiplier=multiplier, metric=recorded.get("metric"), name=str(where), device=ctx.device)
 
     def on_cluster(self, ctx: Context, index_path: Any, index_name: str,
                    queries: Iterator[tuple[pa.Array, np.ndarray]]) -> Iterator[pa.RecordBatch]:
