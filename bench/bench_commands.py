@@ -11,6 +11,12 @@ every repetition, so both see the same machine state; medians are printed. Sides
   writing the same run (the floor a tool can approach);
 * ``baseline`` (with ``--baseline-root``): the same commands from another checkout, for before/after.
 
+pyarrow imports pandas, when it is installed, the first time it converts a Python or NumPy value
+(``pa.array``): 0.3-0.5 s of a script's life here. vecpipe keeps pyarrow from importing it. So that
+the script side does not carry that cost, the scripts do the same by default (as if pandas were not
+installed); ``--script-pandas`` lets them import it, as a plain script in an environment with pandas
+(vecpipe[ray] brings it) would.
+
 Rows: build-index Flat + search from Parquet; the same from an Arrow file; 1-bit binarize + build +
 search; the 1-bit search command alone against a script searching the same codes; the search command
 alone for one query (its fixed cost); ``vecpipe --help`` and a 1-row ``eval`` against the
@@ -32,6 +38,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+NO_PANDAS = r"""
+import sys
+class _NoPandas:  # as if pandas were not installed: pyarrow then skips its pandas checks
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("pandas is not imported by this script", name=name)
+        return None
+sys.meta_path.insert(0, _NoPandas())
+"""
 
 SCRIPT_FLAT = r"""
 import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq, pyarrow.ipc as ipc, faiss
@@ -92,7 +108,19 @@ write_run(qids, ids, -d.astype(np.float32), l, sys.argv[3])
 """
 
 
+def warm(cwd: Path) -> None:
+    """Read the inputs every row may use, untimed: this machine's memory manager pages out files
+    idle for a few seconds (DAMON), so without it a run pays, at random, a re-read from disk."""
+    for name in ("docs.parquet", "docs.arrow", "queries.parquet", "queries.arrow", "b1.parquet", "b1.vpi", "flat.vpi"):
+        path = cwd / name
+        if path.exists():
+            with open(path, "rb") as fh:
+                while fh.read(1 << 24):
+                    pass
+
+
 def timed(commands: list[list[str]], env: dict, cwd: Path) -> float:
+    warm(cwd)
     t0 = time.perf_counter()
     for cmd in commands:
         proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -166,6 +194,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--baseline-root", type=Path, default=None, help="another vecpipe checkout to compare with")
     ap.add_argument("--hnsw", action="store_true", help="also time an HNSW32 build (vecpipe on every core against faiss)")
+    ap.add_argument("--script-pandas", action="store_true", help="let the scripts' pyarrow import pandas (when installed)")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="vecpipe-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -173,10 +202,11 @@ def main() -> None:
         print(f"writing {args.n:,} x {args.dim} vectors and {args.queries:,} queries to {work}", file=sys.stderr)
         write_inputs(work, args.n, args.dim, args.queries)
     py = sys.executable
-    (work / "flat.py").write_text(SCRIPT_FLAT)
-    (work / "binary.py").write_text(SCRIPT_BINARY)
-    (work / "hnsw.py").write_text(SCRIPT_HNSW)
-    (work / "binary-search.py").write_text(SCRIPT_BINARY_SEARCH)
+    head = "" if args.script_pandas else NO_PANDAS
+    (work / "flat.py").write_text(head + SCRIPT_FLAT)
+    (work / "binary.py").write_text(head + SCRIPT_BINARY)
+    (work / "hnsw.py").write_text(head + SCRIPT_HNSW)
+    (work / "binary-search.py").write_text(head + SCRIPT_BINARY_SEARCH)
 
     def vp(root: Path) -> tuple[list[str], dict]:
         return [py, "-m", "vecpipe"], dict(os.environ, PYTHONPATH=str(root))
@@ -235,7 +265,8 @@ def main() -> None:
         print(f"  {name}: " + ", ".join(f"{s} {statistics.median(v):.3f}s" for s, v in results[name].items()), file=sys.stderr)
     cols = list(sides) + ["script"]
     print(f"\n{args.n:,} x {args.dim} float32 vectors, {args.queries:,} queries, k=100; median of {args.repeat} "
-          f"alternating runs; {os.cpu_count()} CPUs; script side of --help and eval: the ir_measures command line\n")
+          f"alternating runs; {os.cpu_count()} CPUs; script side of --help and eval: the ir_measures command line; "
+          f"scripts {'with' if args.script_pandas else 'without'} pandas\n")
     header = "| what | " + " | ".join(f"{c} s" for c in cols) + " | vecpipe / script |" + (" vecpipe / baseline |" if args.baseline_root else "")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))

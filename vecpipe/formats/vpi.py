@@ -167,7 +167,7 @@ def write_streamed(dest: str | Path, meta: dict[str, Any], ids: pa.Array,
     index_entry["offset"] = pos
     from vecpipe.formats.targets import WriteBehind
 
-    digest = hashlib.sha256()
+    digest = _HashAside()
     written = [0]
     with open(dest, "wb") as fh:
         behind = WriteBehind(dest)  # the disk starts on the bytes while the rest is written
@@ -187,6 +187,7 @@ def write_streamed(dest: str | Path, meta: dict[str, Any], ids: pa.Array,
             write_index(sink)
         finally:
             behind.close()
+            digest.close()
         end = pos + written[0]
         fh.write(b"\0" * (_align(end) - end))
         index_entry.update(raw_length=written[0], length=written[0], sha256=digest.hexdigest())
@@ -194,6 +195,38 @@ def write_streamed(dest: str | Path, meta: dict[str, Any], ids: pa.Array,
         head_bytes += b" " * (bound - len(head_bytes))
         fh.seek(0)
         fh.write(VPI_MAGIC + struct.pack("<Q", len(head_bytes)) + head_bytes + hashlib.sha256(head_bytes).digest())
+
+
+class _HashAside:
+    """sha256 of the chunks given, computed on another thread while the caller writes them
+    (hashlib and file writes release the GIL on large buffers): a large index is hashed and
+    written in about the time of the slower of the two instead of their sum. Chunks must not change
+    after they are given (faiss's writer hands over bytes; a Flat index, views of its rows)."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._hash = hashlib.sha256()
+        self._queue: Any = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, name="vecpipe-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._hash.update(chunk)
+
+    def update(self, chunk: Any) -> None:
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._hash.hexdigest()
 
 
 def _align(n: int) -> int:
