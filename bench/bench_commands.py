@@ -267,14 +267,19 @@ def main() -> None:
     print(f"\n{args.n:,} x {args.dim} float32 vectors, {args.queries:,} queries, k=100; median of {args.repeat} "
           f"alternating runs; {os.cpu_count()} CPUs; script side of --help and eval: the ir_measures command line; "
           f"scripts {'with' if args.script_pandas else 'without'} pandas\n")
-    header = "| what | " + " | ".join(f"{c} s" for c in cols) + " | vecpipe / script |" + (" vecpipe / baseline |" if args.baseline_root else "")
+    header = ("| what | " + " | ".join(f"{c} s" for c in cols) + " | vecpipe / script | paired ratios: median (range) |"
+              + (" vecpipe / baseline |" if args.baseline_root else ""))
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name, by_side in results.items():
         med = {s: statistics.median(v) for s, v in by_side.items()}
         cells = [f"{med[c]:.3f}" if c in med else "" for c in cols]
         ratio = f"{med['vecpipe'] / med['script']:.2f}x" if "script" in med else ""
-        line = f"| {name} | " + " | ".join(cells) + f" | {ratio} |"
+        paired = ""
+        if "script" in by_side:  # each round's own ratio: a slow spell of the machine hits both sides of a round
+            r = [a / b for a, b in zip(by_side["vecpipe"], by_side["script"])]
+            paired = f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})"
+        line = f"| {name} | " + " | ".join(cells) + f" | {ratio} | {paired} |"
         if args.baseline_root:
             line += f" {med['vecpipe'] / med['baseline']:.2f}x |"
         print(line)

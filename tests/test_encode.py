@@ -355,24 +355,45 @@ def test_default_model_checksum(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "model.onnx" in msg and "0" * 64 in msg and "pip install --force-reinstall" in msg
 
 
-def test_cpu_threads_spin_only_on_an_idle_machine(monkeypatch):
-    """VECPIPE_ENCODE_SPIN: 1 / 0 as given; auto spins unless the 1-minute load already fills the
+def test_cpu_threads_spin_only_on_an_idle_machine(monkeypatch, tmp_path):
+    """VECPIPE_ENCODE_SPIN: 1 / 0 as given; auto spins unless other running tasks already fill the
     cores the model leaves free; anything else is a usage error naming the variable."""
     from vecpipe.encode import onnx as ox
     from vecpipe.errors import UsageError
 
     monkeypatch.setattr(ox, "cpu_count", lambda: 8)
-    monkeypatch.setattr(ox.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    monkeypatch.setattr(ox, "others_running", lambda: 0.0)
     assert ox.spinning(8) and ox.spinning(4)
-    monkeypatch.setattr(ox.os, "getloadavg", lambda: (3.0, 0.0, 0.0))
-    assert ox.spinning(4) and not ox.spinning(8)  # 4 cores left free hold a load of 3; none left: no spinning
-    monkeypatch.setattr(ox.os, "getloadavg", lambda: (5.0, 0.0, 0.0))
+    monkeypatch.setattr(ox, "others_running", lambda: 3.0)
+    assert ox.spinning(4) and not ox.spinning(8)  # 4 cores left free hold 3 others; none left: no spinning
+    monkeypatch.setattr(ox, "others_running", lambda: 5.0)
     assert not ox.spinning(4)
     monkeypatch.setenv("VECPIPE_ENCODE_SPIN", "1")
     assert ox.spinning(8)
     monkeypatch.setenv("VECPIPE_ENCODE_SPIN", "0")
-    monkeypatch.setattr(ox.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(ox, "others_running", lambda: 0.0)
     assert not ox.spinning(1)
     monkeypatch.setenv("VECPIPE_ENCODE_SPIN", "sometimes")
     with pytest.raises(UsageError, match="VECPIPE_ENCODE_SPIN"):
         ox.spinning(1)
+
+
+def test_others_running_reads_the_running_count_less_this_process(monkeypatch):
+    """others_running: the least of its samples of /proc/loadavg's running count, less this process;
+    the 1-minute load average where that file cannot be read."""
+    import builtins
+    import io
+
+    from vecpipe.encode import onnx as ox
+
+    samples = iter(["0.50 0.40 0.30 4/300 99\n", "0.50 0.40 0.30 3/300 99\n", "0.50 0.40 0.30 5/300 99\n",
+                    "0.50 0.40 0.30 3/300 99\n"])
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(next(samples)) if path == "/proc/loadavg"
+                        else real_open(path, *a, **k))
+    monkeypatch.setattr(ox.time, "sleep", lambda s: None)
+    assert ox.others_running() == 2.0
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: (_ for _ in ()).throw(OSError("no /proc"))
+                        if path == "/proc/loadavg" else real_open(path, *a, **k))
+    monkeypatch.setattr(ox.os, "getloadavg", lambda: (1.25, 0.0, 0.0))
+    assert ox.others_running() == 1.25

@@ -298,9 +298,9 @@ ENVIRONMENT: list[tuple[str, str]] = [
      "Batch widths padded up to a multiple of this many tokens, never past the maximum length (embed; default 1 "
      "on a CPU, 32 on a GPU: fewer input shapes, each new one costs onnxruntime's CUDA provider time)."),
     ("VECPIPE_ENCODE_SPIN",
-     "1 or 0: onnxruntime's CPU threads spin (or sleep) between operators; auto, the default, spins unless the "
-     "machine's 1-minute load already fills the cores the model does not use (a busy machine: about 17% faster "
-     "without spinning, bench/bench_embed.py)."),
+     "1 or 0: onnxruntime's CPU threads spin (or sleep) between operators; auto, the default, spins unless other "
+     "running processes already take the cores the model's threads would use (spinning is about 9% faster on an "
+     "idle machine, and slower on a busy one: bench/bench_embed.py --spin 1,0 --busy N)."),
     ("RAYON_NUM_THREADS",
      "Threads of the tokenizer's pool; when unset, embed on a GPU sets it to the cores less two, left to the "
      "threads that read, launch the model and write."),
