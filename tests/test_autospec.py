@@ -7,6 +7,7 @@ import shutil
 
 import faiss
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import clustered, write_vectors
@@ -182,3 +183,19 @@ def test_update_of_a_rescoring_index_rescores_from_the_new_input(cli, tmp_path):
     res = cli("build-index", "-", "--update", tmp_path / "a.vpi", "-o", tmp_path / "c.vpi", input=new.read_bytes())
     assert res.exit_code == 0 and "no longer records float vectors" in res.stderr, res.output
     assert "rescore" not in vpi.read(tmp_path / "c.vpi").meta
+
+
+def test_update_of_an_auto_binary_index_from_float_vectors_says_to_rebuild():
+    """An auto index of 1-bit codes it made from float vectors: --update with float vectors is a
+    usage error that says what to do (it named a dimension mismatch before)."""
+    from vecpipe.errors import UsageError
+    from vecpipe.formats.vectors import Vectors
+    from vecpipe.index.update import check_compatible
+
+    vecs = Vectors(pa.array(["a", "b"]), np.zeros((2, 64), np.float32), {"dim": 64}, "new.parquet")
+    old = {"binary": True, "dim": 64, "spec": "BFlat", "auto": {"chosen": "BFlat"}}
+    with pytest.raises(UsageError, match="rebuild it with --spec auto"):
+        check_compatible(old, vecs, "old.vpi", None, None)
+    codes = Vectors(pa.array(["a", "b"]), np.zeros((2, 8), np.uint8),
+                    {"dim": 64, "compression": {"method": "binary", "bits": 1}}, "new.parquet")
+    check_compatible({**old, "auto": None, "vectors": {"method": "binary", "bits": 1}}, codes, "old.vpi", None, None)

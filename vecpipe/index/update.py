@@ -167,9 +167,12 @@ def check_compatible(old_meta: dict[str, Any], vecs: Vectors, old_name: str, spe
     dim = int(vecs.matrix.shape[1]) * (8 if old_meta.get("binary") else 1)
     if old_meta.get("index_kind") == "bm25":
         raise UsageError(f"--update {old_name}: a BM25 index; rebuild it with --spec BM25 over the new records")
+    comp = vecs.meta.get("compression") if isinstance(vecs.meta.get("compression"), dict) else None
+    if old_meta.get("binary") and old_meta.get("auto") and not comp and vecs.matrix.dtype.kind == "f":
+        raise UsageError(f"--update {old_name}: a --spec auto index of 1-bit codes it made from float vectors; "
+                         "--update does not re-code float vectors: rebuild it with --spec auto")
     if int(old_meta.get("dim") or dim) != dim:
         raise InputError(f"{vecs.name}: {dim}-dimensional vectors, but {old_name} indexes {old_meta.get('dim')}-dimensional ones")
-    comp = vecs.meta.get("compression") if isinstance(vecs.meta.get("compression"), dict) else None
     if bool(old_meta.get("binary")) != bool(comp and comp.get("method") == "binary"):
         what = "1-bit codes" if old_meta.get("binary") else "float vectors"
         raise InputError(f"{vecs.name}: {old_name} indexes {what}; give --update the same kind of vectors it was built from")
