@@ -251,6 +251,9 @@ def test_random_qrels_refused_or_equal_to_pytrec_eval_on_atol_values(tmp_path, d
         with pytest.raises(InputError, match="share no query id"):
             evaluate(run, table, MEASURES)
         return
-    diffs = max_diff(run, qrels_table(read_as), MEASURES)
-    assert max(diffs.values()) <= 1e-9, diffs
     assert evaluate(run, table, MEASURES).values.tolist() == evaluate(run, qrels_table(read_as), MEASURES).values.tolist()
+    # trec_eval 9 indexes arrays by relevance value: with negative values beside large ones (-1 and 67661)
+    # pytrec_eval ran for over ten minutes in one CI run; compare with it on the values it handles
+    if all(-1 <= r <= 100 for _, _, r in read_as):
+        diffs = max_diff(run, qrels_table(read_as), MEASURES)
+        assert max(diffs.values()) <= 1e-9, diffs
