@@ -43,43 +43,27 @@ def call(name: str, *args: Arrayish, options: Any = None) -> Any:
     return _call_function(name, list(args), options)
 
 
-# --- element-wise
+def _kernel(name: str) -> Any:
+    """``pyarrow.compute.<name>`` for a kernel that takes its arguments only (no options)."""
+
+    def fn(*args: Arrayish) -> Any:
+        return _call_function(name, list(args), None)
+
+    fn.__name__ = fn.__qualname__ = name
+    return fn
 
 
-def equal(a: Arrayish, b: Arrayish) -> Any:
-    return call("equal", a, b)
+# kernels without options, by pyarrow.compute's names (and_/or_: Python keywords)
+equal, greater, less_equal = _kernel("equal"), _kernel("greater"), _kernel("less_equal")
+and_, or_ = _kernel("and"), _kernel("or")
+is_valid, is_null, is_nan, binary_length = _kernel("is_valid"), _kernel("is_null"), _kernel("is_nan"), _kernel("binary_length")
+take, filter, unique = _kernel("take"), _kernel("filter"), _kernel("unique")
+dictionary_encode, value_counts, count_distinct = _kernel("dictionary_encode"), _kernel("value_counts"), _kernel("count_distinct")
+sum, min, max, min_max = _kernel("sum"), _kernel("min"), _kernel("max"), _kernel("min_max")
+any, all = _kernel("any"), _kernel("all")
 
 
-def greater(a: Arrayish, b: Arrayish) -> Any:
-    return call("greater", a, b)
-
-
-def less_equal(a: Arrayish, b: Arrayish) -> Any:
-    return call("less_equal", a, b)
-
-
-def and_(a: Arrayish, b: Arrayish) -> Any:
-    return call("and", a, b)
-
-
-def or_(a: Arrayish, b: Arrayish) -> Any:
-    return call("or", a, b)
-
-
-def is_valid(a: Arrayish) -> Any:
-    return call("is_valid", a)
-
-
-def is_null(a: Arrayish) -> Any:
-    return call("is_null", a)
-
-
-def is_nan(a: Arrayish) -> Any:
-    return call("is_nan", a)
-
-
-def binary_length(a: Arrayish) -> Any:
-    return call("binary_length", a)
+# --- kernels with options
 
 
 def match_substring_regex(a: Arrayish, pattern: str) -> Any:
@@ -101,17 +85,6 @@ def cast(a: Arrayish, target: pa.DataType, safe: bool = True) -> Any:
     return call("cast", a, options=CastOptions(target) if safe else CastOptions.unsafe(target))
 
 
-# --- selections
-
-
-def take(a: Arrayish, indices: Arrayish) -> Any:
-    return call("take", a, indices)
-
-
-def filter(a: Arrayish, mask: Arrayish) -> Any:
-    return call("filter", a, mask)
-
-
 def sort_indices(data: Arrayish, sort_keys: list[tuple[str, str]] | None = None) -> Any:
     """Indices that sort ``data``: a table by ``sort_keys``, an array ascending."""
     return call("sort_indices", data, options=SortOptions(sort_keys) if sort_keys else None)
@@ -123,49 +96,6 @@ def index_in(a: Arrayish, value_set: pa.Array) -> Any:
 
 def is_in(a: Arrayish, value_set: pa.Array) -> Any:
     return call("is_in", a, options=SetLookupOptions(value_set))
-
-
-def unique(a: Arrayish) -> Any:
-    return call("unique", a)
-
-
-def dictionary_encode(a: Arrayish) -> Any:
-    return call("dictionary_encode", a)
-
-
-def value_counts(a: Arrayish) -> Any:
-    return call("value_counts", a)
-
-
-# --- aggregates
-
-
-def sum(a: Arrayish) -> Any:
-    return call("sum", a)
-
-
-def min(a: Arrayish) -> Any:
-    return call("min", a)
-
-
-def max(a: Arrayish) -> Any:
-    return call("max", a)
-
-
-def min_max(a: Arrayish) -> Any:
-    return call("min_max", a)
-
-
-def any(a: Arrayish) -> Any:
-    return call("any", a)
-
-
-def all(a: Arrayish) -> Any:
-    return call("all", a)
-
-
-def count_distinct(a: Arrayish) -> Any:
-    return call("count_distinct", a)
 
 
 # --- keys
