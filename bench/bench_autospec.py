@@ -12,6 +12,9 @@ recall@10 against exact search and queries/s. An index ``--spec auto`` chose to 
 searched with that rescoring (vecpipe's Rescorer reading the float vectors' Parquet file), so its
 queries/s include the reads. ``--work DIR`` keeps the corpora and autofaiss's builds for a rerun
 (``--sides vecpipe`` retakes vecpipe's rows only; ``--sides autofaiss`` builds autofaiss's ahead).
+``--tune-share S`` (with ``--queries``) gives vecpipe a seeded share S of the real queries as
+``build-index --queries`` to tune on, and measures both sides on the other queries only (autofaiss
+has no such option: it tunes on corpus rows).
 
 autofaiss pins numpy < 2, so it lives in its own environment:
 ``python3 -m venv /tmp/af && /tmp/af/bin/pip install autofaiss``, then ``--autofaiss-python
@@ -99,7 +102,7 @@ def measure_vecpipe(loaded, path: Path, q: np.ndarray, truth: np.ndarray) -> tup
 
 
 def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python: str | None, target: float,
-                 sides: str = "both", reuse: bool = False) -> None:
+                 sides: str = "both", reuse: bool = False, tune: np.ndarray | None = None) -> None:
     import faiss
 
     from vecpipe.index.search import load_index
@@ -114,7 +117,12 @@ def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python:
         write(docs, x, "d")
         np.save(work / f"{name}.npy", x)
     full = n * dim * 4
-    print(f"\n{name}: {n:,} x {dim}, float vectors {full / 2**20:.0f} MiB, {len(q)} queries outside the corpus, target recall@10 {target}")
+    tuning: list[str] = []
+    if tune is not None:
+        tune_path = write(work / f"{name}-tune-{len(tune)}.parquet", tune, "t")
+        tuning = ["--queries", str(tune_path)]
+    print(f"\n{name}: {n:,} x {dim}, float vectors {full / 2**20:.0f} MiB, {len(q)} queries outside the corpus, target recall@10 {target}"
+          + (f"; vecpipe tuned on {len(tune)} other real queries (build-index --queries)" if tune is not None else ""))
     print("| budget | side | index | index MiB | build s | recall@10 | queries/s |\n|---|---|---|---|---|---|---|", flush=True)
     for share in (0.1, 0.3, 1.0):
         budget = int(full * share)
@@ -122,13 +130,13 @@ def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python:
             print(f"| {share:.0%} ({budget / 2**20:.1f} MiB) | | | | | | |", flush=True)
             autofaiss_row(name, share, budget, work, str(af_python), q, truth)
             continue
-        out = work / f"{name}-{share}.vpi"
+        out = work / f"{name}-{share}{f'-tuned{len(tune)}' if tune is not None else ''}.vpi"
         seconds = out.with_name(out.name + ".seconds")
         if reuse and out.exists() and seconds.exists():
             t_build = float(seconds.read_text())
         else:
             t_build, _, _err = vp("build-index", str(docs), "--spec", "auto", "--max-memory", str(budget), "--target-recall",
-                                 str(target), "-o", str(out), "--force")
+                                 str(target), *tuning, "-o", str(out), "--force")
             seconds.write_text(f"{t_build:.1f}")
         loaded = load_index(out)
         rec, qps = measure_vecpipe(loaded, out, q, truth)
@@ -181,6 +189,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None,
                     help="keep the corpora and autofaiss's indexes here; a rerun reuses autofaiss's builds")
     ap.add_argument("--sides", choices=("both", "vecpipe", "autofaiss"), default="both")
+    ap.add_argument("--tune-share", type=float, default=0.0,
+                    help="with --queries: this seeded share of them tunes vecpipe (build-index --queries), the rest measure")
     ap.add_argument("--reuse", action="store_true", help="reuse vecpipe's indexes (and build times) found in --work")
     args = ap.parse_args()
     af = args.autofaiss_python
@@ -201,7 +211,12 @@ def main() -> None:
 
             x = np.ascontiguousarray(read_vectors(args.vectors).matrix, dtype=np.float32)
             q = np.ascontiguousarray(read_vectors(args.queries).matrix, dtype=np.float32) if args.queries else x[:1000]
-            bench_corpus(args.vectors.stem, x, q, work, af, args.target_recall, args.sides, args.reuse)
+            tune = None
+            if args.tune_share and args.queries:
+                picked = np.random.default_rng(0).permutation(len(q))
+                cut = round(len(q) * args.tune_share)
+                tune, q = q[np.sort(picked[:cut])], q[np.sort(picked[cut:])]
+            bench_corpus(args.vectors.stem, x, q, work, af, args.target_recall, args.sides, args.reuse, tune)
         if not args.skip_synthetic:
             rng = np.random.default_rng(0)
             centers, basis = synthetic_space(rng, args.dim)
