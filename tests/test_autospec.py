@@ -199,3 +199,58 @@ def test_update_of_an_auto_binary_index_from_float_vectors_says_to_rebuild():
     codes = Vectors(pa.array(["a", "b"]), np.zeros((2, 8), np.uint8),
                     {"dim": 64, "compression": {"method": "binary", "bits": 1}}, "new.parquet")
     check_compatible({**old, "auto": None, "vectors": {"method": "binary", "bits": 1}}, codes, "old.vpi", None, None)
+
+
+def _recall_at_10(run_path, exact_path):
+    got, want = {}, {}
+    for qid, doc in _ranked(run_path):
+        got.setdefault(qid, set()).add(doc)
+    for qid, doc in _ranked(exact_path):
+        want.setdefault(qid, set()).add(doc)
+    return float(np.mean([len(got.get(q, set()) & docs) / len(docs) for q, docs in want.items()]))
+
+
+@pytest.mark.parametrize("given_queries", [True, False])
+def test_spec_auto_checks_the_choice_over_the_whole_corpus(cli, tmp_path, monkeypatch, given_queries):
+    """A trial on a sample smaller than the corpus: the built index is measured over all rows, its
+    setting raised where the sample's does not hold, and the recall recorded is the whole corpus's."""
+    monkeypatch.setattr(autospec, "TRIAL_ROWS", 1_000)
+    monkeypatch.setattr(autospec, "TRIAL_QUERIES", 200)
+    x = clustered(20_200, 64, seed=11, clusters=200)
+    docs = write_vectors(tmp_path / "x.parquet", x[:20_000])
+    queries = write_vectors(tmp_path / "q.parquet", x[20_000:], prefix="q")
+    out = tmp_path / "a.vpi"
+    args = ["--queries", queries] if given_queries else []
+    res = cli("build-index", docs, "--spec", "auto", "--max-memory", "250KB", "--target-recall", 0.9, *args, "-o", out)
+    assert res.exit_code == 0, res.output
+    meta = vpi.read(out).meta
+    auto = meta["auto"]
+    assert auto["measured_on"]["rows"] == 1_000 and auto["measured_on"]["full"] == {"rows": 20_000, "queries": 200}
+    assert "trial_recall" in auto and "over all 20,000 rows" in res.stderr
+    # (seeded: 1-bit codes rescored x4 meet 0.9 on the 1,000-row sample and not over the 20,000 rows)
+    assert auto["recall"] >= 0.9 and "short of the target" not in res.stderr
+    assert meta["spec"] == "BFlat" and auto["rescore"] == meta["rescore"]["multiplier"] == 10
+    assert "rescore x10 (raised from the sample's rescore x4)" in res.stderr and auto["trial_recall"] < auto["recall"]
+    if given_queries:  # the recorded recall is what search gives with these queries over the whole corpus
+        flat = tmp_path / "flat.vpi"
+        assert cli("build-index", docs, "-o", flat).exit_code == 0
+        assert cli("search", queries, "--index", flat, "-k", 10, "-o", tmp_path / "exact.parquet").exit_code == 0
+        res = cli("search", queries, "--index", out, "-k", 10, "-o", tmp_path / "auto.parquet")
+        assert res.exit_code == 0, res.output
+        assert abs(_recall_at_10(tmp_path / "auto.parquet", tmp_path / "exact.parquet") - auto["recall"]) <= 0.01
+
+
+def test_full_check_raises_nprobe_and_rescoring_depth_until_the_target():
+    x = clustered(6_000, 32, seed=12, clusters=100)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(32), 32, 64, faiss.METRIC_INNER_PRODUCT)
+    index.train(x)
+    index.add(x)
+    from vecpipe.index.search import LoadedIndex
+
+    loaded = LoadedIndex(index=index, ids=pa.array([f"d{i}" for i in range(len(x))]),
+                         meta={"dim": 32, "metric": "ip", "spec": "IVF64,Flat", "search_params": {"nprobe": 1}}, name="t")
+    chosen = {"label": "IVF64,Flat", "spec": "IVF64,Flat", "nprobe": 1, "ef_search": None, "rescore": None}
+    got = autospec.check_full(loaded, x, None, "ip", chosen, 0.99)
+    assert got["nprobe"] > 1 and got["recall"] >= 0.99 and index.nprobe == got["nprobe"]
+    low = autospec.check_full(loaded, x, None, "ip", dict(chosen, nprobe=1), 0.0)  # met at once: kept
+    assert low["nprobe"] == 1 and index.nprobe == 1

@@ -66,7 +66,9 @@ def build_index(
 
     --spec auto --max-memory SIZE tries the index kinds that fit the budget on a sample, measures their
     recall@10 and speed, and builds the fastest that reaches --target-recall (the table of what it
-    tried goes to stderr and into the index's metadata). From a file, it also tries compressed kinds
+    tried goes to stderr and into the index's metadata); over a corpus larger than the sample, the
+    built index is checked against exact search over every row and its search setting raised until
+    the target holds there. From a file, it also tries compressed kinds
     (IVF-PQ, OPQ-IVF-PQ, 1-bit codes) whose candidates are rescored with the float vectors read from
     that file on disk (outside the budget): such an index records the file's location and sha256,
     and search rescores from it by default.

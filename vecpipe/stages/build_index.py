@@ -285,6 +285,7 @@ class BuildIndex(Stage):
         train_size = self.train_size
         if "IVF" in chosen["spec"]:  # faiss wants 39 training rows a list at least
             train_size = max(train_size, 40 * autospec.nlist_for(len(vecs)))
+        floats = vecs.matrix
         if chosen["binary"]:
             from vecpipe.compress.artifact import binarize
             from vecpipe.formats.vectors import Vectors
@@ -299,6 +300,8 @@ class BuildIndex(Stage):
                             nprobe=chosen["nprobe"], ef_search=chosen["ef_search"], threads=self.threads, on_progress=ctx.note,
                             deterministic=self.deterministic)
         built.meta["auto"] = chosen["record"]
+        if autospec.subsampled(chosen["record"], len(floats)) and (chosen["nprobe"] or chosen["ef_search"] or chosen["rescore"]):
+            self.check_full(ctx, built, floats, queries, metric, chosen, target)
         if chosen["rescore"]:
             from vecpipe.index.rescore import source_record
 
@@ -308,6 +311,39 @@ class BuildIndex(Stage):
                      f"of {from_disk[0]} (kept on disk, outside --max-memory); search does it by default, and refuses once "
                      "that file is gone or changed")
         return self.store(ctx, built)
+
+    def check_full(self, ctx: Context, built: Any, floats: np.ndarray, queries: np.ndarray | None, metric: str,
+                   chosen: dict[str, Any], target: float) -> None:
+        """--spec auto's check over the whole corpus (autospec.check_full): the setting and rescoring
+        depth it reaches replace the trial's, and the recall recorded is the one measured over all rows."""
+        from vecpipe.index import autospec
+        from vecpipe.index.search import LoadedIndex
+        from vecpipe.metric import prepare
+
+        loaded = LoadedIndex(index=built.index, ids=built.ids, meta=built.meta, name=ctx.target.display)
+        got = autospec.check_full(loaded, prepare(floats, metric), queries, metric, chosen, target, self.seed, ctx.note)
+        record = built.meta["auto"]
+        before = (chosen["nprobe"], chosen["ef_search"], chosen["rescore"])
+        record.update(trial_recall=record["recall"], recall=got["recall"], latency_ms=got["latency_ms"], rescore=got["rescore"])
+        record["measured_on"]["full"] = {"rows": len(floats), "queries": got["queries"]}
+        params = built.meta.setdefault("search_params", {})
+        for key, name in (("nprobe", "nprobe"), ("ef_search", "efSearch")):
+            if got[key]:
+                params[name] = chosen[key] = got[key]
+        chosen["rescore"] = got["rescore"]
+        after = (chosen["nprobe"], chosen["ef_search"], chosen["rescore"])
+        setting = ", ".join(f"{name} {value}" for name, value in zip(("nprobe", "efSearch", "rescore x"), after) if value)
+        setting = setting.replace("rescore x ", "rescore x")
+        if got["recall"] < target:
+            record["why"] += f"; over all {len(floats):,} rows it reaches recall@10 {got['recall']:.4f}, short of {target}"
+            ctx.note(f"--spec auto: over all {len(floats):,} rows {chosen['spec']} reaches recall@10 {got['recall']:.4f} "
+                     f"({setting}), short of the target {target} it met on the {record['measured_on']['rows']:,}-row sample; "
+                     "give a larger --max-memory, or a lower --target-recall")
+        else:
+            raised = " (raised from the sample's " + ", ".join(
+                f"{name} {value}" for name, value in zip(("nprobe", "efSearch", "rescore x"), before) if value).replace("rescore x ", "rescore x") + ")"
+            ctx.note(f"--spec auto: over all {len(floats):,} rows recall@10 {got['recall']:.4f} at {setting}"
+                     f"{raised if before != after else ''}")
 
     def rescore_location(self, always: bool = False) -> str | None:
         """--spec auto (``always``: --update too): where a rescoring index would find the input
