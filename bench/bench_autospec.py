@@ -102,7 +102,8 @@ def measure_vecpipe(loaded, path: Path, q: np.ndarray, truth: np.ndarray) -> tup
 
 
 def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python: str | None, target: float,
-                 sides: str = "both", reuse: bool = False, tune: np.ndarray | None = None) -> None:
+                 sides: str = "both", reuse: bool = False, tune: np.ndarray | None = None,
+                 shares: tuple[float, ...] = (0.1, 0.3, 1.0)) -> None:
     import faiss
 
     from vecpipe.index.search import load_index
@@ -124,7 +125,7 @@ def bench_corpus(name: str, x: np.ndarray, q: np.ndarray, work: Path, af_python:
     print(f"\n{name}: {n:,} x {dim}, float vectors {full / 2**20:.0f} MiB, {len(q)} queries outside the corpus, target recall@10 {target}"
           + (f"; vecpipe tuned on {len(tune)} other real queries (build-index --queries)" if tune is not None else ""))
     print("| budget | side | index | index MiB | build s | recall@10 | queries/s |\n|---|---|---|---|---|---|---|", flush=True)
-    for share in (0.1, 0.3, 1.0):
+    for share in shares:
         budget = int(full * share)
         if sides == "autofaiss":
             print(f"| {share:.0%} ({budget / 2**20:.1f} MiB) | | | | | | |", flush=True)
@@ -189,6 +190,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None,
                     help="keep the corpora and autofaiss's indexes here; a rerun reuses autofaiss's builds")
     ap.add_argument("--sides", choices=("both", "vecpipe", "autofaiss"), default="both")
+    ap.add_argument("--budgets", default="0.1,0.3,1.0", help="the budgets, as shares of the float vectors' size")
     ap.add_argument("--tune-share", type=float, default=0.0,
                     help="with --queries: this seeded share of them tunes vecpipe (build-index --queries), the rest measure")
     ap.add_argument("--reuse", action="store_true", help="reuse vecpipe's indexes (and build times) found in --work")
@@ -203,6 +205,7 @@ def main() -> None:
         ap.error("--sides autofaiss needs --autofaiss-python")
     if args.sides == "vecpipe":
         af = None
+    shares = tuple(float(b) for b in args.budgets.split(","))
     with tempfile.TemporaryDirectory(prefix="vecpipe-bench-auto-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -216,13 +219,13 @@ def main() -> None:
                 picked = np.random.default_rng(0).permutation(len(q))
                 cut = round(len(q) * args.tune_share)
                 tune, q = q[np.sort(picked[:cut])], q[np.sort(picked[cut:])]
-            bench_corpus(args.vectors.stem, x, q, work, af, args.target_recall, args.sides, args.reuse, tune)
+            bench_corpus(args.vectors.stem, x, q, work, af, args.target_recall, args.sides, args.reuse, tune, shares)
         if not args.skip_synthetic:
             rng = np.random.default_rng(0)
             centers, basis = synthetic_space(rng, args.dim)
             x = clustered_rows(rng, args.n, centers, basis)
             q = clustered_rows(rng, args.queries_n, centers, basis)
-            bench_corpus(f"synthetic{args.n}", x, q, work, af, args.target_recall, args.sides, args.reuse)
+            bench_corpus(f"synthetic{args.n}", x, q, work, af, args.target_recall, args.sides, args.reuse, shares=shares)
 
 
 if __name__ == "__main__":
