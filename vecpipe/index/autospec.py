@@ -467,7 +467,7 @@ def check_full(loaded: Any, data: np.ndarray, queries: np.ndarray | None, metric
     """Step 4: the built index (a :class:`vecpipe.index.search.LoadedIndex` over all of ``data``, the
     corpus as prepared for ``metric``) measured against exact search over the whole corpus, its search
     setting and rescoring depth raised until the target holds. Returns {recall, latency_ms, nprobe,
-    ef_search, rescore, queries}: the setting reached (the last tried when none met the target)."""
+    ef_search, rescore, queries}: the first setting meeting the target, else the best recall tried."""
     import faiss
 
     from vecpipe.index.faiss_util import faiss_metric
