@@ -332,18 +332,19 @@ class BuildIndex(Stage):
                 params[name] = chosen[key] = got[key]
         chosen["rescore"] = got["rescore"]
         after = (chosen["nprobe"], chosen["ef_search"], chosen["rescore"])
-        setting = ", ".join(f"{name} {value}" for name, value in zip(("nprobe", "efSearch", "rescore x"), after) if value)
-        setting = setting.replace("rescore x ", "rescore x")
+
+        def described(values: tuple[Any, ...]) -> str:
+            return ", ".join(f"{name}{value}" for name, value in zip(("nprobe ", "efSearch ", "rescore x"), values) if value)
+
+        setting = described(after)
         if got["recall"] < target:
             record["why"] += f"; over all {len(floats):,} rows it reaches recall@10 {got['recall']:.4f}, short of {target}"
             ctx.note(f"--spec auto: over all {len(floats):,} rows {chosen['spec']} reaches recall@10 {got['recall']:.4f} "
                      f"({setting}), short of the target {target} it met on the {record['measured_on']['rows']:,}-row sample; "
                      "give a larger --max-memory, or a lower --target-recall")
         else:
-            raised = " (raised from the sample's " + ", ".join(
-                f"{name} {value}" for name, value in zip(("nprobe", "efSearch", "rescore x"), before) if value).replace("rescore x ", "rescore x") + ")"
-            ctx.note(f"--spec auto: over all {len(floats):,} rows recall@10 {got['recall']:.4f} at {setting}"
-                     f"{raised if before != after else ''}")
+            raised = f" (raised from the sample's {described(before)})" if before != after else ""
+            ctx.note(f"--spec auto: over all {len(floats):,} rows recall@10 {got['recall']:.4f} at {setting}{raised}")
 
     def rescore_location(self, always: bool = False) -> str | None:
         """--spec auto (``always``: --update too): where a rescoring index would find the input
