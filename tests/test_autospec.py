@@ -254,3 +254,15 @@ def test_full_check_raises_nprobe_and_rescoring_depth_until_the_target():
     assert got["nprobe"] > 1 and got["recall"] >= 0.99 and index.nprobe == got["nprobe"]
     low = autospec.check_full(loaded, x, None, "ip", dict(chosen, nprobe=1), 0.0)  # met at once: kept
     assert low["nprobe"] == 1 and index.nprobe == 1
+
+
+def test_full_check_says_when_the_whole_corpus_falls_short(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(autospec, "TRIAL_ROWS", 1_000)
+    monkeypatch.setattr(autospec, "TRIAL_QUERIES", 200)
+    docs = write_vectors(tmp_path / "x.parquet", clustered(20_000, 64, seed=11, clusters=200))
+    out = tmp_path / "a.vpi"
+    res = cli("build-index", docs, "--spec", "auto", "--max-memory", "250KB", "--target-recall", 1.0, "-o", out)
+    assert res.exit_code == 0, res.output
+    auto = vpi.read(out).meta["auto"]
+    assert auto["recall"] < 1.0 and auto["rescore"] == max(autospec.FULL_MULTIPLIERS)
+    assert "short of the target 1.0" in res.stderr and "over all 20,000 rows it reaches" in auto["why"]
